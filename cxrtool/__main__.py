@@ -1,0 +1,3 @@
+from cxrtool.cli.app import main
+
+main()

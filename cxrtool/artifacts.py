@@ -1,0 +1,86 @@
+"""File plumbing shared by every command: atomic writes, the overwrite rule, JSON and CSV schemas.
+
+Nothing half-written is ever left at a final path: each writer fills a temporary file beside the target and
+renames it into place (an atomic operation on POSIX file systems).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from cxrtool import __version__
+from cxrtool.errors import InputError
+
+
+def ensure_new(path: Path, *, overwrite: bool, flag: str = "--out") -> None:
+    """Refuse to replace an existing output unless the user asked for it (SPEC §5)."""
+    if path.exists() and not overwrite:
+        raise InputError(f"{path} already exists ({flag}); pass --overwrite to replace it or choose another path")
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_text(path: Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_json(path: Path, data: Any) -> None:
+    write_text(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{path} does not exist") from None
+    except json.JSONDecodeError as e:
+        raise InputError(f"{path} is not valid JSON (line {e.lineno}): {e.msg}") from None
+
+
+def write_csv(path: Path, frame: Any, *, float_format: str | None = None) -> None:
+    """Write a pandas DataFrame as CSV: one header row, no index, no comment lines."""
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False, float_format=float_format, lineterminator="\n")
+
+
+def read_csv_checked(path: Path, required: Sequence[str], *, what: str) -> Any:
+    """Read a CSV that cxrtool wrote and check the columns its schema promises."""
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path} does not exist (expected {what})")
+    try:
+        frame = pd.read_csv(path, dtype={"image": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise InputError(f"{path} is not a readable CSV ({what}): {e}") from None
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise InputError(f"{path} lacks column(s) {', '.join(missing)}; is it really {what}?")
+    return frame
+
+
+def provenance(config: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What every artifact records about how it was made."""
+    return {"cxrtool_version": __version__, "config": config or {}}

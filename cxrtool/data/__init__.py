@@ -1,0 +1,1 @@
+"""ChestX-ray14 metadata, image lookup and loading, splits, datasets, transforms and synthetic data."""

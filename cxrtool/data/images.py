@@ -1,0 +1,120 @@
+"""Find images by file name in any folder layout, and load any PNG/JPEG mode as one channel in [0, 1]."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from cxrtool.errors import InputError
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg"})
+
+
+class ImageReadError(InputError):
+    """A file that is not a readable image: corrupt, truncated or of an unknown format."""
+
+
+@dataclass(frozen=True)
+class ImageIndex:
+    """Every image file below `root`, by file name: NIH's flat `images/`, Kaggle's `images_001/images/…`, or any
+    nesting. Built by one walk of the tree, never a search per image."""
+
+    root: Path
+    relpaths: dict[str, str]  # file name -> path relative to root (POSIX separators)
+
+    @classmethod
+    def build(cls, root: Path, *, flag: str = "--images") -> ImageIndex:
+        root = Path(root)
+        if not root.is_dir():
+            raise InputError(f"image folder {root} ({flag}) does not exist or is not a folder")
+        found: dict[str, str] = {}
+        dups: dict[str, list[str]] = {}
+        for rel in _walk(root, ""):
+            name = rel.rsplit("/", 1)[-1]
+            if name in found:
+                dups.setdefault(name, [found[name]]).append(rel)
+            else:
+                found[name] = rel
+        if dups:
+            shown = "; ".join(f"{n}: {', '.join(paths)}" for n, paths in sorted(dups.items())[:5])
+            raise InputError(
+                f"{len(dups)} file name(s) occur more than once under {root} ({flag}), so an image name is "
+                f"ambiguous: {shown}; remove the copies or point {flag} at one of the folders"
+            )
+        return cls(root=root, relpaths=found)
+
+    def __len__(self) -> int:
+        return len(self.relpaths)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.relpaths
+
+    def path(self, name: str) -> Path:
+        return self.root / self.relpaths[name]
+
+
+def _walk(folder: Path, prefix: str) -> Iterable[str]:
+    """Relative paths of image files, skipping hidden entries (and so cxrtool's own temporary files)."""
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            rel = f"{prefix}{entry.name}"
+            if entry.is_dir(follow_symlinks=True):
+                yield from _walk(Path(entry.path), rel + "/")
+            elif os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES:
+                yield rel
+
+
+def open_image(path: Path) -> Image.Image:
+    """Decode an image to a single channel: mode `L` (8-bit) or `F` on the same 0–255 scale (deeper sources).
+
+    Colour and palette images become luma (ITU-R 601, Pillow's `L` conversion); an alpha channel is ignored.
+    16-bit data is scaled by its own bit depth, so 65535 maps to 255.0.
+    """
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return _to_single_channel(img)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise ImageReadError(f"cannot read image {path}: {e}") from None
+
+
+def _to_single_channel(img: Image.Image) -> Image.Image:
+    mode = img.mode
+    if mode == "L":
+        return img.copy() if img.readonly else img
+    if mode.startswith("I;16") or mode == "I":
+        data = np.asarray(img, dtype=np.float32)
+        # `I` is how Pillow hands over 16-bit PNGs in some versions; treat it as 16-bit too.
+        return Image.fromarray(np.clip(data * (255.0 / 65535.0), 0, 255).astype(np.float32), mode="F")
+    if mode == "F":
+        return img
+    if mode == "LA":
+        return img.getchannel("L")
+    return img.convert("L")
+
+
+def to_unit(img: Image.Image) -> np.ndarray:
+    """A single-channel image as float32 in [0, 1]."""
+    data = np.asarray(img, dtype=np.float32)
+    return data * np.float32(1.0 / 255.0) if img.mode == "L" else np.clip(data / 255.0, 0.0, 1.0)
+
+
+def load_gray(path: Path) -> np.ndarray:
+    """Any supported image file as a float32 H×W array in [0, 1]."""
+    return to_unit(open_image(path))
+
+
+def image_header(path: Path) -> tuple[int, int, str]:
+    """(width, height, mode) without decoding the pixels."""
+    try:
+        with Image.open(path) as img:
+            return img.width, img.height, img.mode
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise ImageReadError(f"cannot read image {path}: {e}") from None
