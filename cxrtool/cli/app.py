@@ -6,6 +6,7 @@ and `check` start without loading torch.
 
 from __future__ import annotations
 
+import importlib
 import sys
 from typing import Annotated, Any
 
@@ -63,8 +64,10 @@ def _root(
     """cxrtool: compress and classify chest X-rays."""
 
 
-# Registering the commands: import order is the order `cxrtool --help` lists them in.
-from cxrtool.cli import data_cmds  # noqa: E402,F401
+# Registering the commands: this order is the order `cxrtool --help` lists them in (pipeline order).
+COMMAND_MODULES = ("data_cmds", "train_cmds", "eval_cmds", "compare_cmd")
+for _module in COMMAND_MODULES:
+    importlib.import_module(f"cxrtool.cli.{_module}")
 
 
 def main() -> None:

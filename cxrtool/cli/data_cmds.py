@@ -181,3 +181,41 @@ def check_cmd(
     log(f"checked in {time.perf_counter() - start:.1f} s")
     if not report.ok:
         raise PartialSuccess("some images are missing, extra, unreadable or unexpected (see the table)")
+
+
+@command("prepare")
+def prepare_cmd(
+    data_dir: DataDir,
+    images: ImagesDir,
+    out: Annotated[Path, typer.Option("--out", help="Cache folder to write (or to complete, on a rerun).")],
+    size: Annotated[int, typer.Option(help="Side of the resized square copies.")] = 256,
+    metadata: MetadataFile = None,
+    workers: Annotated[int | None, typer.Option(help="Resizing processes (default: all cores).")] = None,
+) -> None:
+    """Write resized copies of the dataset's images (same names, lossless PNG) for fast training input.
+
+    Resumable: a rerun skips finished images. Train with `--images CACHE`; the cache records its size, and a run
+    that needs larger inputs warns.
+
+    Example:  cxrtool prepare ChestX-ray14/ --images ChestX-ray14/ --size 256 --out cache256
+    """
+    from cxrtool.data.metadata import locate, read_metadata
+    from cxrtool.data.prepare import prepare_cache
+
+    files = locate(data_dir, metadata=metadata)
+    names = read_metadata(files.metadata)["image"].tolist()
+    config = {"data_dir": str(data_dir), "images": str(images), "size": size, "metadata": str(files.metadata)}
+    with progress("prepare", len(names)) as advance:
+        report = prepare_cache(names, images, out, size=size, workers=workers, config=config, progress=advance)
+    rows = [
+        ["written", report.written],
+        ["already done", report.skipped],
+        ["not under --images", len(report.missing)],
+        ["unreadable", len(report.errors)],
+    ]
+    emit_table(["images", "count"], rows, title=f"cache {out} ({size}x{size})")
+    log(f"prepared in {report.seconds:.1f} s")
+    if report.errors:
+        for error in report.errors[:5]:
+            log(error)
+        raise PartialSuccess(f"{len(report.errors)} image(s) could not be read and were skipped")

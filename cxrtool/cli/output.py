@@ -6,16 +6,13 @@ file gets every row and column, nothing elided or wrapped.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-
-def log(message: str) -> None:
-    """A line for the user on stderr (never mixed into results on stdout)."""
-    print(message, file=sys.stderr, flush=True)
+from cxrtool.log import info as log  # noqa: F401  (re-exported for the commands)
+from cxrtool.progress import progress  # noqa: F401
 
 
 def _cell(value: Any, digits: int) -> str:
@@ -80,35 +77,3 @@ def emit_frame(frame: Any, *, title: str | None = None, index_name: str | None =
 def _plain(value: Any) -> Any:
     """numpy scalars to Python ones, so that formatting treats them as numbers."""
     return value.item() if hasattr(value, "item") else value
-
-
-@contextlib.contextmanager
-def progress(description: str, total: int | None) -> Iterator[Callable[..., None]]:
-    """A rich progress bar on stderr; yields `advance(n=1, **fields)`."""
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    console = Console(stderr=True)
-    columns = [
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[info]}"),
-    ]
-    # Off a terminal a live bar would only repeat itself into logs; the command prints its own summary.
-    with Progress(*columns, console=console, disable=not console.is_terminal) as bar:
-        task = bar.add_task(description, total=total, info="")
-
-        def advance(n: int = 1, info: str | None = None) -> None:
-            bar.update(task, advance=n, **({"info": info} if info is not None else {}))
-
-        yield advance

@@ -22,7 +22,9 @@ from cxrtool.data.metadata import TEST_LIST, TRAIN_VAL_LIST
 from cxrtool.errors import InputError
 
 # Prevalences inside 8-30% so that ~50 validation images hold positives of every label.
-SYNTH_PREVALENCE = dict(zip(LABELS, (0.2, 0.14, 0.12, 0.1, 0.25, 0.1, 0.1, 0.08, 0.3, 0.12, 0.15, 0.1, 0.1, 0.12)))
+SYNTH_PREVALENCE = dict(
+    zip(LABELS, (0.22, 0.15, 0.15, 0.15, 0.25, 0.14, 0.15, 0.12, 0.28, 0.15, 0.18, 0.14, 0.15, 0.15))
+)
 # ChestX-ray14's own rates (positives / 112,120 in Data_Entry_2017_v2020).
 REAL_COUNTS = (11559, 2776, 4667, 2303, 13317, 2516, 1686, 227, 19894, 5782, 6331, 3385, 1431, 5302)
 REAL_PREVALENCE = {label: count / 112_120 for label, count in zip(LABELS, REAL_COUNTS)}
@@ -87,7 +89,7 @@ def render(labels: tuple[str, ...], size: int, rng: np.random.Generator) -> np.n
     img = img + body * 0.42
     sides = (0.31 + shift_x, 0.69 + shift_x)
     lung_cy = 0.45 + shift_y
-    texture = _smooth_noise(rng, size, 12) * 0.05
+    texture = _smooth_noise(rng, size, 12) * 0.03
     lung_level = 0.06 if "Emphysema" in has else 0.17
     lungs = np.zeros_like(img)
     for cx in sides:
@@ -95,8 +97,9 @@ def render(labels: tuple[str, ...], size: int, rng: np.random.Generator) -> np.n
     img = img * (1 - lungs) + lungs * (lung_level + (0 if "Emphysema" in has else texture))
     spine = np.clip(1 - np.abs(c.x - 0.5 - shift_x) / 0.05, 0, 1) * (c.y > 0.12)
     img = np.maximum(img, spine * 0.62)
-    heart_rx = 0.2 if "Cardiomegaly" in has else 0.11
-    img = np.maximum(img, c.ellipse(0.53 + shift_x, 0.64 + shift_y, heart_rx, 0.11) * 0.6)
+    big_heart = "Cardiomegaly" in has
+    heart_rx, heart_level = (0.23, 0.75) if big_heart else (0.11, 0.6)
+    img = np.maximum(img, c.ellipse(0.53 + shift_x, 0.6 + shift_y, heart_rx, 0.13 if big_heart else 0.1) * heart_level)
 
     def lung_of(side: int) -> np.ndarray:
         return c.ellipse(sides[side], lung_cy, 0.14 * lung_scale, lung_ry)
@@ -111,57 +114,65 @@ def render(labels: tuple[str, ...], size: int, rng: np.random.Generator) -> np.n
 
     if "Effusion" in has:  # fluid level: the lung base is white below a flat line, curving up at the side
         side = int(rng.integers(2))
-        level = lung_cy + rng.uniform(0.06, 0.12)
+        level = lung_cy + rng.uniform(-0.02, 0.05)
         meniscus = level - 0.08 * np.clip(np.abs(c.x - sides[side]) / 0.14 - 0.3, 0, 1)
-        paint(lung_of(side) * np.clip((c.y - meniscus) * size / 1.5, 0, 1), 0.58)
+        paint(lung_of(side) * np.clip((c.y - meniscus) * size / 1.5, 0, 1), 0.62)
     if "Pneumothorax" in has:  # collapsed apex: black, no lung markings, a bright pleural line
         side = int(rng.integers(2))
-        region = c.ellipse(sides[side] + (0.05 if side else -0.05), lung_cy - 0.16, 0.1, 0.12) * lung_of(side)
+        region = c.ellipse(sides[side] + (0.05 if side else -0.05), lung_cy - 0.12, 0.13, 0.17) * lung_of(side)
         paint(region, 0.0)
-        rim = c.ellipse(sides[side] + (0.02 if side else -0.02), lung_cy - 0.16, 0.06, 0.09)
-        paint(np.clip(rim - c.ellipse(sides[side] + (0.02 if side else -0.02), lung_cy - 0.16, 0.05, 0.08), 0, 1), 0.75)
-    if "Atelectasis" in has:  # a dense plate-like band across one lung
+        rim = c.ellipse(sides[side] + (0.02 if side else -0.02), lung_cy - 0.12, 0.08, 0.12)
+        paint(np.clip(rim - c.ellipse(sides[side] + (0.02 if side else -0.02), lung_cy - 0.12, 0.06, 0.1), 0, 1), 0.8)
+    if "Atelectasis" in has:  # a collapsed lobe: a dense wedge from the hilum out to the lateral wall
         side = int(rng.integers(2))
-        y0 = lung_cy + rng.uniform(-0.05, 0.1)
-        band = np.clip(1 - np.abs(c.y - y0 - 0.15 * (c.x - sides[side])) / 0.018, 0, 1) * lung_of(side)
-        paint(band, 0.68)
+        out_x = sides[side] + (-0.14 if side == 0 else 0.14)
+        t = np.clip((c.x - 0.5 - shift_x) / (out_x - 0.5 - shift_x), 0, 1)  # 0 at the hilum, 1 at the wall
+        mid = lung_cy + rng.uniform(-0.02, 0.06)
+        wedge = np.clip(1 - np.abs(c.y - mid) / (0.01 + 0.07 * t), 0, 1) * lung_of(side)
+        paint(np.clip(wedge * 2, 0, 1), 0.78)
     if "Consolidation" in has:  # a large homogeneous dense region
-        cx, cy = in_lung(0.04, 0.1)
-        paint(c.ellipse(cx, cy, 0.09, 0.11), 0.6)
+        side = int(rng.integers(2))  # a whole upper lobe, white, with dark air bronchograms
+        cx, cy = sides[side], lung_cy - 0.1
+        lobe = lung_of(side) * np.clip((lung_cy + 0.02 - c.y) * size / 2, 0, 1)
+        paint(lobe, 0.58)
+        for k in range(3):
+            line = np.clip(1 - np.abs((c.x - cx) * np.cos(k) - (c.y - cy) * np.sin(k)) / 0.01, 0, 1)
+            paint(line * lobe * c.ellipse(cx, cy, 0.1, 0.12), 0.25)
     if "Pneumonia" in has:  # a patchy, mottled opacity in a lower zone
         side = int(rng.integers(2))
-        patch = c.gaussian(sides[side], lung_cy + 0.12, 0.07) * (0.6 + 0.4 * _smooth_noise(rng, size, 20))
-        paint(np.clip(patch * 1.8, 0, 1) * lung_of(side), 0.56)
+        lower = lung_of(side) * np.clip((c.y - lung_cy - 0.02) * size / 2, 0, 1)
+        mottle = np.clip(_smooth_noise(rng, size, 18) * 2.5, 0, 1)  # bright patches between air, not homogeneous
+        paint(lower * mottle, 0.75)
     if "Edema" in has:  # bilateral perihilar haze (the "butterfly")
-        haze = np.maximum(
-            c.gaussian(0.5 - 0.13 + shift_x, lung_cy, 0.08), c.gaussian(0.5 + 0.13 + shift_x, lung_cy, 0.08)
-        )
-        paint(haze * lungs * 0.95, 0.5)
+        haze = np.maximum(c.gaussian(0.37 + shift_x, lung_cy, 0.1), c.gaussian(0.63 + shift_x, lung_cy, 0.1))
+        paint(np.clip(haze * 1.3, 0, 1) * lungs, 0.55)
     if "Infiltration" in has:  # scattered fuzzy blobs in both lungs
-        for _ in range(int(rng.integers(6, 11))):
+        for _ in range(int(rng.integers(10, 15))):
             cx, cy = in_lung(0.09, 0.2)
-            paint(c.gaussian(cx, cy, 0.022) * 0.85, 0.5)
+            paint(np.clip(c.gaussian(cx, cy, 0.03) * 1.2, 0, 1), 0.58)
     if "Fibrosis" in has:  # a coarse reticular net in the upper zones
-        net = np.maximum(np.abs(np.sin(c.x * np.pi / 0.07)), np.abs(np.sin(c.y * np.pi / 0.07))) > 0.93
-        paint(net * lungs * (c.y < lung_cy + 0.05) * 0.9, 0.55)
+        net = np.maximum(np.abs(np.sin(c.x * np.pi / 0.08)), np.abs(np.sin(c.y * np.pi / 0.08))) > 0.8
+        paint(net * lungs * (c.y < lung_cy + 0.08) * 0.95, 0.65)
     if "Pleural_Thickening" in has:  # a white rim along the lateral pleura
         for side, cx in enumerate(sides):
             outer = c.ellipse(cx, lung_cy, 0.14 * lung_scale, lung_ry)
-            inner = c.ellipse(cx + (0.02 if side == 0 else -0.02), lung_cy, 0.14 * lung_scale - 0.02, lung_ry - 0.01)
-            paint(np.clip(outer - inner, 0, 1), 0.7)
+            inner = c.ellipse(
+                cx + (0.035 if side == 0 else -0.035), lung_cy, 0.14 * lung_scale - 0.035, lung_ry - 0.015
+            )
+            paint(np.clip(outer - inner, 0, 1), 0.78)
     if "Mass" in has:  # one large round opacity
         cx, cy = in_lung(0.05, 0.12)
-        paint(c.ellipse(cx, cy, 0.075, 0.075), 0.78)
+        paint(c.ellipse(cx, cy, 0.1, 0.1), 0.92)
     if "Nodule" in has:  # a few small round opacities
-        for _ in range(int(rng.integers(2, 5))):
+        for _ in range(int(rng.integers(4, 8))):
             cx, cy = in_lung(0.08, 0.18)
-            paint(c.ellipse(cx, cy, 0.028, 0.028), 0.85)
+            paint(c.ellipse(cx, cy, 0.032, 0.032), 0.88)
     if "Hernia" in has:  # a gas bubble with a bright wall behind the heart
         cy = 0.7 + shift_y
-        paint(c.ellipse(0.5 + shift_x, cy, 0.075, 0.065), 0.8)
-        paint(c.ellipse(0.5 + shift_x, cy, 0.06, 0.05), 0.04)
-    img = img + rng.normal(0, 0.015, img.shape).astype(np.float32)
-    gamma = rng.uniform(0.85, 1.15)
+        paint(c.ellipse(0.5 + shift_x, cy, 0.1, 0.085), 0.85)
+        paint(c.ellipse(0.5 + shift_x, cy, 0.08, 0.065), 0.02)
+    img = img + rng.normal(0, 0.01, img.shape).astype(np.float32)
+    gamma = rng.uniform(0.92, 1.08)
     return (np.clip(img, 0, 1) ** gamma * 255 + 0.5).astype(np.uint8)
 
 

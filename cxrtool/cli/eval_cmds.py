@@ -1,0 +1,112 @@
+"""Evaluation commands: `evaluate` (a checkpoint on a split) and `predict` (your own images, no labels)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cxrtool.cli.app import command
+from cxrtool.cli.options import Device, Overwrite, Seed, Workers
+from cxrtool.cli.output import emit_frame, log, progress
+from cxrtool.errors import InputError
+
+Ckpt = Annotated[Path, typer.Option("--ckpt", help="Checkpoint: a run directory (its model.safetensors) or a file.")]
+Tta = Annotated[str, typer.Option(help="Test-time views: none, or tencrop (corners, centre and their mirrors).")]
+TtaAverage = Annotated[str, typer.Option(help="How ten-crop views are averaged: probs or logits.")]
+EvalBatch = Annotated[int, typer.Option(help="Images per batch.", min=1)]
+
+
+@command("evaluate")
+def evaluate_cmd(
+    ckpt: Ckpt,
+    out: Annotated[Path, typer.Option("--out", help="Evaluation directory to write.")],
+    splits: Annotated[Path, typer.Option("--splits", help="splits.csv written by `cxrtool split`.")],
+    images: Annotated[Path | None, typer.Option("--images", help="Image folder (any layout).")] = None,
+    split: Annotated[str, typer.Option(help="Which split to evaluate: test, val or train.")] = "test",
+    tta: Tta = "none",
+    tta_average: TtaAverage = "probs",
+    bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the 95% intervals.", min=1)] = 2000,
+    batch_size: EvalBatch = 32,
+    workers: Workers = None,
+    device: Device = "auto",
+    limit: Annotated[int | None, typer.Option(help="Evaluate a seeded subset of this many images.", min=1)] = None,
+    seed: Seed = 0,
+    overwrite: Overwrite = False,
+) -> None:
+    """Evaluate a classifier or joint checkpoint: per-label AUC with bootstrap intervals, AP, Youden points.
+
+    Writes predictions.csv, targets.csv, metrics.csv, roc.png and config.json to --out and prints the table.
+
+    Example:  cxrtool evaluate --ckpt runs/d121 --splits splits.csv --images data --out evals/d121
+    """
+    from cxrtool.evaluation.evaluate import evaluate_images
+    from cxrtool.training.stages import default_workers
+
+    if split not in ("train", "val", "test"):
+        raise InputError(f"--split must be train, val or test, not {split!r}")
+    if images is None:
+        raise InputError("--images DIR is required")
+    with progress("evaluate", None) as advance:
+        result = evaluate_images(
+            ckpt,
+            splits,
+            images,
+            out,
+            split=split,
+            tta=tta,
+            tta_average=tta_average,
+            n_boot=bootstrap,
+            seed=seed,
+            batch_size=batch_size,
+            workers=default_workers() if workers is None else workers,
+            device=device,
+            limit=limit,
+            overwrite=overwrite,
+            progress=advance,
+        )
+    emit_frame(result.metrics.set_index("label"), index_name="label", title=f"{out}: {result.images} {split} images")
+    log(f"evaluated {result.images} images in {result.seconds:.1f} s; files in {out}")
+
+
+@command("predict")
+def predict_cmd(
+    inputs: Annotated[list[Path], typer.Argument(help="Image files and/or folders (searched recursively).")],
+    ckpt: Ckpt,
+    out: Annotated[Path, typer.Option("--out", help="CSV to write: image, then one probability per label.")],
+    thresholds: Annotated[
+        Path | None, typer.Option(help="An evaluation's metrics.csv: adds 0/1 findings at its Youden thresholds.")
+    ] = None,
+    tta: Tta = "none",
+    tta_average: TtaAverage = "probs",
+    batch_size: EvalBatch = 32,
+    workers: Workers = None,
+    device: Device = "auto",
+    overwrite: Overwrite = False,
+) -> None:
+    """Classify your own radiographs (no labels needed): one row of probabilities per image.
+
+    Example:  cxrtool predict my_xrays/ --ckpt runs/d121 --out predictions.csv --thresholds evals/d121/metrics.csv
+    """
+    from cxrtool.artifacts import ensure_new, write_csv
+    from cxrtool.evaluation.predict import predict_files
+    from cxrtool.training.stages import default_workers
+
+    ensure_new(out, overwrite=overwrite)
+    start = time.perf_counter()
+    with progress("predict", None) as advance:
+        frame = predict_files(
+            inputs,
+            ckpt,
+            thresholds=thresholds,
+            tta=tta,
+            tta_average=tta_average,
+            batch_size=batch_size,
+            workers=default_workers() if workers is None else workers,
+            device=device,
+            progress=advance,
+        )
+    write_csv(out, frame, float_format="%.6g")
+    log(f"wrote {out}: {len(frame)} images in {time.perf_counter() - start:.1f} s")

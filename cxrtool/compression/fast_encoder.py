@@ -1,0 +1,212 @@
+"""The paper's encoder (Conv5×5/4 → ELU → Conv1×1) for CPU inference at a lower cost per image.
+
+    x (N×1×H×W) ─┬─ rows [4r−2, 4e−1) ── Conv5×5/4, weights·log₂e ─► y′ = y·log₂e     (C×R, R = (e−r)·W/4)
+                 │                                  ├─ min(y′, 0) ─ exp2 ─► exp(min(y, 0))        ─┐
+                 │                                  └─ max(y′, 0) ──────► max(y, 0)·log₂e          ─┤ 1×C matvecs
+                 └─ next slab of output rows …                                                     └─► z rows r..e
+
+The issue: the plain module spends more CPU per 1024² image than a PNG decode, though its arithmetic is ~0.1 GFLOP.
+Two things cost it time here: ELU runs through `expm1`, which is much slower than `exp2` on these CPUs, and every
+step makes a full pass over an 8 MB 32-channel map that does not stay in cache. So, in float32 throughout:
+
+* ELU(y) = max(y, 0) + exp(min(y, 0)) − 1; the −1 moves into the output bias (b₂ − α·Σw₂), and log₂e is folded
+  into the first convolution so that `exp2` needs no extra multiply; max(y′, 0) is scaled back by ln 2 in the matvec.
+* The image is encoded in horizontal slabs of output rows (`slab_pixels` latent pixels each), so the first layer's
+  output is still in cache for the element-wise steps and the two matvecs that stand in for the 1×1 convolution.
+  No padded copy of the input is made: only the first slab needs the top padding, and the 5×5/4 windows never reach
+  past the bottom or right edge when H and W are multiples of 4.
+
+Outputs equal `encoder(x)` to ~1e-6 (the issue asks for 1e-5). The many small steps suit ONE intra-op thread, which
+is how `compress` runs it (workers decode, the main process encodes); with more threads each step is a fork/join
+across the pool that a busy machine makes expensive, so each image is then encoded as a single slab.
+`benchmarks/bench_encoder.py` measures both.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+LOG2E = 1.0 / math.log(2.0)
+# Latent pixels per slab on one thread: 32 channels × 16,384 × 4 B = 2 MB per map, the fastest of 4k–32k measured.
+SLAB_PIXELS = 8_192
+_SCALE, _KERNEL, _PADDING = 4, 5, 2
+
+
+class FastEncoder:
+    """`FastEncoder(model.encoder)(x)` ≈ `model.encoder(x)` for x of shape (N, 1, H, W), H and W multiples of 4.
+
+    A snapshot: later changes to the encoder's parameters are not seen. Inference only (no autograd). Tensors on
+    another device than the CPU go through the plain module, which is already fast there.
+    """
+
+    def __init__(self, encoder: nn.Sequential, *, slab_pixels: int | None = SLAB_PIXELS) -> None:
+        conv1, act, conv2 = _check_architecture(encoder)
+        self._setup(
+            conv1.weight, conv1.bias, conv2.weight, conv2.bias, alpha=float(act.alpha), slab_pixels=slab_pixels
+        )
+
+    @classmethod
+    def from_tensors(
+        cls,
+        w1: torch.Tensor,
+        b1: torch.Tensor | None,
+        w2: torch.Tensor,
+        b2: torch.Tensor | None,
+        *,
+        alpha: float = 1.0,
+        slab_pixels: int | None = SLAB_PIXELS,
+    ) -> FastEncoder:
+        """From the four tensors: w1 (C, 1, 5, 5), b1 (C,), w2 (1, C, 1, 1), b2 (1,); a bias may be None."""
+        if w1.dim() != 4 or tuple(w1.shape[1:]) != (1, _KERNEL, _KERNEL):
+            raise ValueError(f"w1 must have shape (C, 1, {_KERNEL}, {_KERNEL}), not {tuple(w1.shape)}")
+        if w2.numel() != w1.shape[0]:
+            raise ValueError(f"w2 must hold one weight per channel of w1 ({w1.shape[0]}), not {w2.numel()}")
+        self = cls.__new__(cls)
+        self._setup(w1, b1, w2, b2, alpha=alpha, slab_pixels=slab_pixels)
+        return self
+
+    def _setup(
+        self,
+        w1: torch.Tensor,
+        b1: torch.Tensor | None,
+        w2: torch.Tensor,
+        b2: torch.Tensor | None,
+        *,
+        alpha: float,
+        slab_pixels: int | None,
+    ) -> None:
+        if slab_pixels is not None and slab_pixels < 1:
+            raise ValueError(f"slab_pixels must be a positive number of latent pixels or None, not {slab_pixels}")
+        with torch.no_grad():
+            w1 = w1.detach().to("cpu", torch.float64)
+            c = w1.shape[0]
+            b1 = torch.zeros(c, dtype=torch.float64) if b1 is None else b1.detach().to("cpu", torch.float64)
+            w2 = w2.detach().to("cpu", torch.float64).reshape(1, c)
+            b2 = torch.zeros(1, dtype=torch.float64) if b2 is None else b2.detach().to("cpu", torch.float64)
+            self.channels, self.alpha, self.slab_pixels = c, alpha, slab_pixels
+            # Folded in float64, then rounded once to float32.
+            # [w1 | b1]·log₂e against the patches with their row of ones; the matvec weights [w2·ln 2 | α·w2].
+            self._w1b = (torch.cat([w1.reshape(c, -1), b1.reshape(c, 1)], 1) * LOG2E).float()
+            self._g = torch.cat([w2 / LOG2E, w2 * alpha], 1).float()
+            self._bias = (b2.reshape(1) - alpha * w2.sum()).float().reshape(1, 1)
+            self._plain = nn.Sequential(
+                nn.Conv2d(1, c, _KERNEL, stride=_SCALE, padding=_PADDING), nn.ELU(alpha=alpha), nn.Conv2d(c, 1, 1)
+            ).eval()
+            self._plain[0].weight.copy_(w1)
+            self._plain[0].bias.copy_(b1)
+            self._plain[2].weight.copy_(w2.reshape(1, c, 1, 1))
+            self._plain[2].bias.copy_(b2.reshape(1))
+        self._plain.requires_grad_(False)
+        self._cache: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._cache_width = 0
+
+    @torch.inference_mode()
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        _check_input(x)
+        if x.device.type != "cpu":
+            return self._plain.to(x.device)(x)
+        if x.dtype != torch.float32:
+            raise ValueError(f"FastEncoder computes in float32; convert the input (it is {x.dtype}) with x.float()")
+        n, _, height, width = x.shape
+        h, w = height // _SCALE, width // _SCALE
+        rows = self._slab_rows(h, w)
+        patches, maps = self._buffers(rows * w, w)
+        out = torch.empty(n, 1, h * w)
+        for i in range(n):
+            for r in range(0, h, rows):
+                e = min(h, r + rows)
+                self._slab(x[i, 0], r, e, patches, maps, out[i, :, r * w : e * w])
+        return out.view(n, 1, h, w)
+
+    def _slab_rows(self, h: int, w: int) -> int:
+        if self.slab_pixels is None or torch.get_num_threads() > 1:
+            return h
+        return max(1, self.slab_pixels // w)
+
+    def _buffers(self, pixels: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reused between calls: a fresh multi-MB tensor per call costs a page fault per 4 kB here, which is what
+        made the plain module slow (~6,000 faults per 1024² image)."""
+        if self._cache is None or self._cache[0].shape[1] != pixels or self._cache_width != w:
+            patches = torch.zeros(_KERNEL * _KERNEL + 1, pixels)
+            patches[-1] = 1.0  # the bias row
+            self._cache = (patches, torch.empty(2 * self.channels, pixels))
+            self._cache_width = w
+        return self._cache
+
+    def _slab(
+        self, x: torch.Tensor, r: int, e: int, patches: torch.Tensor, maps: torch.Tensor, z: torch.Tensor
+    ) -> None:
+        """Latent rows [r, e) of one H×W image into z (1, (e−r)·W/4)."""
+        pixels = z.shape[1]
+        _im2col(x, r, e, patches[:-1, :pixels])
+        y, neg = maps[: self.channels, :pixels], maps[self.channels :, :pixels]
+        torch.mm(self._w1b, patches[:, :pixels], out=y)  # y·log₂e, bias included
+        torch.clamp_max(y, 0.0, out=neg).exp2_()  # exp(min(y, 0))
+        y.clamp_min_(0.0)  # max(y, 0)·log₂e
+        torch.addmm(self._bias, self._g, maps[:, :pixels], out=z)
+
+
+def _im2col(x: torch.Tensor, r: int, e: int, patches: torch.Tensor) -> None:
+    """Patches of latent rows [r, e): patches[5·ky + kx, (i − r)·w + j] = x[4i + ky − 2, 4j + kx − 2].
+
+    The windows never pass the bottom or right edge (H, W are multiples of 4), so no padded copy of x is made:
+    the taps left of column 0 are never written and stay zero from the buffer's allocation, and those above row 0
+    (first slab only) are zeroed here, as a later slab of the previous image wrote there.
+    """
+    h_slab, w = e - r, x.shape[1] // _SCALE
+    taps = patches.view(_KERNEL, _KERNEL, h_slab, w)
+    if r == 0:
+        taps[:_PADDING, :, 0].zero_()
+    s_row, s_col = x.stride()
+    for ky0, ky1 in ((0, _PADDING), (_PADDING, _KERNEL)) if r == 0 else ((0, _KERNEL),):
+        i0 = 1 if r == 0 and ky0 < _PADDING else 0
+        for kx0, kx1, j0 in ((0, _PADDING, 1), (_PADDING, _KERNEL, 0)):
+            offset = (_SCALE * (r + i0) + ky0 - _PADDING) * s_row + (_SCALE * j0 + kx0 - _PADDING) * s_col
+            src = x.as_strided(
+                (ky1 - ky0, kx1 - kx0, h_slab - i0, w - j0),
+                (s_row, s_col, _SCALE * s_row, _SCALE * s_col),
+                x.storage_offset() + offset,
+            )
+            taps[ky0:ky1, kx0:kx1, i0:, j0:].copy_(src)
+
+
+def _check_architecture(encoder: nn.Sequential) -> tuple[nn.Conv2d, nn.ELU, nn.Conv2d]:
+    layers = list(encoder)
+    ok = len(layers) == 3 and isinstance(layers[1], nn.ELU)
+    ok = ok and all(isinstance(layer, nn.Conv2d) for layer in (layers[0], layers[2]))
+    if ok:
+        conv1, conv2 = layers[0], layers[2]
+        ok = (
+            conv1.in_channels == 1
+            and conv1.kernel_size == (_KERNEL, _KERNEL)
+            and conv1.stride == (_SCALE, _SCALE)
+            and conv1.padding == (_PADDING, _PADDING)
+            and conv1.dilation == (1, 1)
+            and conv1.groups == 1
+            and conv1.padding_mode == "zeros"
+            and conv2.in_channels == conv1.out_channels
+            and conv2.out_channels == 1
+            and conv2.kernel_size == (1, 1)
+            and conv2.stride == (1, 1)
+            and conv2.padding == (0, 0)
+        )
+    if not ok:
+        raise ValueError(
+            "FastEncoder needs the paper's encoder, Sequential(Conv2d(1, C, 5, stride=4, padding=2), ELU, "
+            f"Conv2d(C, 1, 1)) as built by cxrtool.models.autoencoder.make_encoder; got {encoder}"
+        )
+    return layers[0], layers[1], layers[2]
+
+
+def _check_input(x: torch.Tensor) -> None:
+    if x.dim() != 4 or x.shape[1] != 1:
+        raise ValueError(f"FastEncoder takes (N, 1, H, W) images, not shape {tuple(x.shape)}")
+    height, width = x.shape[-2:]
+    if height < _SCALE or width < _SCALE or height % _SCALE or width % _SCALE:
+        raise ValueError(
+            f"image sides must be positive multiples of {_SCALE}, not {height}×{width}; "
+            "pad them first with cxrtool.models.autoencoder.pad_to_multiple"
+        )

@@ -1,0 +1,138 @@
+"""torch Datasets over a splits.csv, and the sampler that fixes each epoch's order.
+
+The sampler yields (epoch, index) pairs, and each sample seeds its own generator from (seed, epoch, index): the
+data order and every augmentation are functions of the seed alone, whatever the worker count, whether workers
+persist between epochs, and where a resumed run starts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from cxrtool.data.images import ImageIndex, open_image
+from cxrtool.data.labels import LABELS
+from cxrtool.data.transforms import Transform, patches, resize, sample_generator
+from cxrtool.errors import InputError
+
+
+def rows_for(splits: pd.DataFrame, split: str, *, limit: int | None, seed: int, path: Path) -> pd.DataFrame:
+    """The rows of one split; `limit` keeps a seeded random subset of that many (for quick trials)."""
+    part = splits[splits["split"] == split].reset_index(drop=True)
+    if part.empty:
+        raise InputError(f"{path} has no {split} rows; re-run `cxrtool split` (or check --only-present)")
+    if limit is not None and limit < len(part):
+        keep = np.sort(np.random.default_rng([seed, 7]).permutation(len(part))[:limit])
+        part = part.iloc[keep].reset_index(drop=True)
+    return part
+
+
+def resolve_paths(rows: pd.DataFrame, index: ImageIndex) -> list[Path]:
+    """Every image of `rows` under the --images folder, or an error naming the missing ones."""
+    missing = [name for name in rows["image"] if name not in index]
+    if missing:
+        raise InputError(
+            f"{len(missing)} image(s) of the split are not under {index.root} (--images), e.g. "
+            f"{', '.join(missing[:3])}; point --images at the right folder or re-run `cxrtool split --images "
+            f"{index.root} --only-present`"
+        )
+    return [index.path(name) for name in rows["image"]]
+
+
+def label_matrix(rows: pd.DataFrame, labels: Sequence[str] = LABELS) -> np.ndarray:
+    return rows[list(labels)].to_numpy(dtype=np.float32)
+
+
+class ImageDataset(Dataset):
+    """One transformed image (and its labels, if any) per item: {"index", "image", "target"}."""
+
+    def __init__(
+        self, paths: Sequence[Path], targets: np.ndarray | None, transform: Transform, *, seed: int, tag: str
+    ) -> None:
+        self.paths = list(paths)
+        self.targets = targets
+        self.transform = transform
+        self.seed = seed
+        self.tag = tag
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, item: tuple[int, int]) -> dict[str, Any]:
+        epoch, index = item
+        img = open_image(self.paths[index])
+        x = self.transform(img, sample_generator(self.seed, epoch, index, self.tag))
+        out: dict[str, Any] = {"index": index, "image": x}
+        if self.targets is not None:
+            out["target"] = torch.from_numpy(self.targets[index])
+        return out
+
+
+class PatchDataset(Dataset):
+    """`count` random patches of one full-resolution image per item (stage 2): image is count×1×P×P.
+
+    Validation uses fixed patches: its generator ignores the epoch (drawn once from the seed)."""
+
+    def __init__(
+        self,
+        paths: Sequence[Path],
+        *,
+        size: int,
+        count: int,
+        seed: int,
+        flips: bool,
+        fixed: bool,
+        downscale: int | None = None,
+    ) -> None:
+        self.paths = list(paths)
+        self.size, self.count, self.seed, self.flips, self.fixed = size, count, seed, flips, fixed
+        self.downscale = downscale  # the reproduction's variant: patches of a downscaled image
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, item: tuple[int, int]) -> dict[str, Any]:
+        epoch, index = item
+        g = sample_generator(self.seed, -1 if self.fixed else epoch, index, "patches")
+        img = open_image(self.paths[index])
+        if self.downscale:
+            img = resize(img, self.downscale)
+        x = patches(img, g, size=self.size, count=self.count, flips=self.flips)
+        return {"index": index, "image": x}
+
+
+class EpochSampler(Sampler):
+    """This rank's share of one epoch's order, as (epoch, index) pairs.
+
+    Like torch's DistributedSampler: a permutation seeded by (seed, epoch), padded by repeating its head to a
+    multiple of the world size, then every world-th item from `rank`. `start` skips items this rank has already
+    consumed in the epoch (resuming mid-epoch)."""
+
+    def __init__(self, n: int, *, seed: int, shuffle: bool, rank: int = 0, world: int = 1) -> None:
+        self.n, self.seed, self.shuffle, self.rank, self.world = n, seed, shuffle, rank, world
+        self.epoch = 1
+        self.start = 0
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        self.epoch, self.start = epoch, start
+
+    def order(self) -> list[int]:
+        if self.shuffle:
+            g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+            order = torch.randperm(self.n, generator=g).tolist()
+        else:
+            order = list(range(self.n))
+        padded = order + order[: (-self.n) % self.world]
+        return padded[self.rank :: self.world]
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        return iter([(self.epoch, i) for i in self.order()[self.start :]])
+
+    def __len__(self) -> int:
+        return len(self.order()) - self.start

@@ -1,0 +1,1 @@
+"""Metrics with confidence intervals and tests, evaluation of a run, comparison of runs, plots."""

@@ -1,0 +1,193 @@
+"""`cxrtool evaluate`: probabilities on a split, per-label AUC with bootstrap intervals, and the files of SPEC §5."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cxrtool import __version__
+from cxrtool.evaluation.eval_dir import MEAN, METRIC_COLUMNS, ROC, write_evaluation
+
+
+@dataclass
+class EvaluationResult:
+    metrics: pd.DataFrame
+    images: int
+    seconds: float
+
+
+def metrics_table(
+    labels: tuple[str, ...], targets: np.ndarray, probs: np.ndarray, *, n_boot: int, seed: int
+) -> pd.DataFrame:
+    """One row per label, then Mean: AUC with a seeded bootstrap 95% interval, counts, AP, Youden's point."""
+    from cxrtool.evaluation.metrics import average_precision, bootstrap_auc, youden
+
+    boot = bootstrap_auc(targets, probs, n_boot=n_boot, seed=seed)
+    ap = np.atleast_1d(average_precision(targets, probs))
+    point = youden(targets, probs)
+    rows: list[dict[str, Any]] = []
+    for j, label in enumerate(labels):
+        pos = int(targets[:, j].sum())
+        rows.append(
+            {
+                "label": label,
+                "auc": boot["auc"][j],
+                "auc_ci_low": boot["ci_low"][j],
+                "auc_ci_high": boot["ci_high"][j],
+                "n_pos": pos,
+                "n_neg": len(targets) - pos,
+                "ap": ap[j],
+                "youden_threshold": np.atleast_1d(point["threshold"])[j],
+                "sensitivity": np.atleast_1d(point["sensitivity"])[j],
+                "specificity": np.atleast_1d(point["specificity"])[j],
+                "n_labels": math.nan,
+            }
+        )
+    valid_ap = ap[~np.isnan(np.asarray(boot["auc"], dtype=float))]
+    rows.append(
+        {
+            "label": MEAN,
+            "auc": boot["mean_auc"],
+            "auc_ci_low": boot["mean_ci_low"],
+            "auc_ci_high": boot["mean_ci_high"],
+            "ap": float(np.nanmean(valid_ap)) if valid_ap.size else math.nan,
+            "n_labels": int(boot["n_labels"]),
+        }
+    )
+    frame = pd.DataFrame(rows, columns=list(METRIC_COLUMNS))
+    frame["n_labels"] = frame["n_labels"].astype("Int64")
+    frame[["n_pos", "n_neg"]] = frame[["n_pos", "n_neg"]].astype("Int64")
+    return frame
+
+
+def plot_roc(path: Path, labels: tuple[str, ...], targets: np.ndarray, probs: np.ndarray, aucs: np.ndarray) -> None:
+    """All labels' ROC curves on one readable figure (a 4×4 grid with the AUC in each title)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import roc_curve
+
+    from cxrtool.artifacts import atomic_path
+
+    cols = 4
+    rows = math.ceil(len(labels) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.2 * rows), squeeze=False)
+    for ax, j in zip(axes.flat, range(len(labels))):
+        ax.plot([0, 1], [0, 1], color="0.75", lw=0.8, ls="--")
+        if 0 < targets[:, j].sum() < len(targets):
+            fpr, tpr, _ = roc_curve(targets[:, j], probs[:, j])
+            ax.plot(fpr, tpr, lw=1.6)
+        ax.set_title(f"{labels[j]}  AUC {aucs[j]:.3f}" if not math.isnan(aucs[j]) else f"{labels[j]}  (one class)")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("1 - specificity", fontsize=8)
+        ax.set_ylabel("sensitivity", fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(labels) :]:
+        ax.axis("off")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+
+
+def finish_evaluation(
+    out: Path,
+    *,
+    images: np.ndarray,
+    labels: tuple[str, ...],
+    probs: np.ndarray,
+    targets: np.ndarray,
+    n_boot: int,
+    seed: int,
+    config: dict[str, Any],
+    started: float,
+) -> EvaluationResult:
+    """Metrics, files and the ROC figure for a finished set of predictions."""
+    metrics = metrics_table(labels, targets, probs, n_boot=n_boot, seed=seed)
+    seconds = time.perf_counter() - started
+    config = {**config, "images": len(images), "seconds": round(seconds, 2), "cxrtool_version": __version__}
+    write_evaluation(out, images=images, labels=labels, probs=probs, targets=targets, metrics=metrics, config=config)
+    plot_roc(out / ROC, labels, targets, probs, metrics["auc"].to_numpy(dtype=float)[: len(labels)])
+    return EvaluationResult(metrics=metrics, images=len(images), seconds=seconds)
+
+
+def prepare_out_dir(out: Path, *, overwrite: bool) -> None:
+    from cxrtool.errors import InputError
+
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise InputError(f"--out {out} already exists; pass --overwrite to replace it or choose another folder")
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def evaluate_images(
+    ckpt: Path,
+    splits_csv: Path,
+    images_dir: Path,
+    out: Path,
+    *,
+    split: str = "test",
+    tta: str = "none",
+    tta_average: str = "probs",
+    n_boot: int = 2000,
+    seed: int = 0,
+    batch_size: int = 32,
+    workers: int = 0,
+    device: str = "auto",
+    limit: int | None = None,
+    overwrite: bool = False,
+    progress: Any = None,
+) -> EvaluationResult:
+    """Evaluate a classifier or joint checkpoint on one split of a splits.csv, from the images."""
+    from cxrtool.data.datasets import label_matrix, resolve_paths, rows_for
+    from cxrtool.data.images import ImageIndex
+    from cxrtool.data.splits import read_splits
+    from cxrtool.errors import InputError
+    from cxrtool.evaluation.inference import load_predictor, predict_paths
+    from cxrtool.training.distributed import pick_device
+
+    started = time.perf_counter()
+    predictor = load_predictor(ckpt, pick_device(device))
+    rows = rows_for(read_splits(splits_csv), split, limit=limit, seed=seed, path=splits_csv)
+    missing = [label for label in predictor.info.labels if label not in rows.columns]
+    if missing:
+        raise InputError(f"{splits_csv} lacks the checkpoint's label column(s) {', '.join(missing)}")
+    paths = resolve_paths(rows, ImageIndex.build(images_dir))
+    prepare_out_dir(out, overwrite=overwrite)
+    probs = predict_paths(
+        predictor, paths, tta=tta, average=tta_average, batch_size=batch_size, workers=workers, progress=progress
+    )
+    config = {
+        "ckpt": str(predictor.info.path),
+        "kind": predictor.info.kind,
+        "checkpoint_version": predictor.info.version,
+        "encoder_sha256": predictor.info.raw.get("cxrtool.encoder_sha256"),
+        "input": predictor.info.input,
+        "splits": str(splits_csv),
+        "images": str(images_dir),
+        "split": split,
+        "limit": limit,
+        "tta": tta,
+        "tta_average": tta_average,
+        "bootstrap": n_boot,
+        "seed": seed,
+        "device": str(predictor.device),
+    }
+    return finish_evaluation(
+        out,
+        images=rows["image"].to_numpy(dtype=str),
+        labels=predictor.info.labels,
+        probs=probs,
+        targets=label_matrix(rows, predictor.info.labels).astype(np.int8),
+        n_boot=n_boot,
+        seed=seed,
+        config=config,
+        started=started,
+    )

@@ -1,0 +1,108 @@
+"""Probabilities from a classifier or joint checkpoint, fed the way its metadata says (SPEC §1, Evaluation).
+
+A classifier sees the image resized to its crop size; a joint model the image resized to its crop size, encoded
+(latent = crop/4) and classified. `tencrop` averages ten views: the image resized to the training's pre-crop size
+(the classifier's --resize; 8/7 of the crop for a joint model, as 1024 is to 896), its four corners and centre, and
+their mirror images.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+from torch.utils.data import DataLoader
+
+from cxrtool.data.datasets import EpochSampler, ImageDataset
+from cxrtool.data.transforms import Transform, classifier_eval, resize, to_tensor
+from cxrtool.errors import InputError
+from cxrtool.models.checkpoints import CheckpointInfo, load_model
+from cxrtool.training.signals import ignore_in_worker
+
+TTA = ("none", "tencrop")
+
+
+@dataclass(frozen=True)
+class Predictor:
+    model: nn.Module
+    info: CheckpointInfo
+    device: torch.device
+
+    @property
+    def crop(self) -> int:
+        return int(self.info.input["crop"])
+
+    def tencrop_base(self) -> int:
+        if self.info.kind == "joint":
+            return round(self.crop * 8 / 7)
+        return int(self.info.input.get("resize") or self.crop)
+
+
+def load_predictor(ckpt: Path, device: torch.device) -> Predictor:
+    model, info = load_model(ckpt, kinds=("classifier", "joint"))
+    model = model.to(device).eval()
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    return Predictor(model, info, device)
+
+
+def tencrop_transform(*, base: int, crop: int) -> Transform:
+    def transform(img: Image.Image, g: torch.Generator) -> torch.Tensor:
+        img = resize(img, base)
+        m = base - crop
+        boxes = [(0, 0), (m, 0), (0, m), (m, m), (m // 2, m // 2)]
+        views = [img.crop((x, y, x + crop, y + crop)) for x, y in boxes]
+        views += [v.transpose(Image.FLIP_LEFT_RIGHT) for v in views]
+        return torch.stack([to_tensor(v) for v in views])
+
+    return transform
+
+
+@torch.no_grad()
+def predict_paths(
+    predictor: Predictor,
+    paths: Sequence[Path],
+    *,
+    tta: str = "none",
+    average: str = "probs",
+    batch_size: int = 32,
+    workers: int = 0,
+    progress: object = None,
+) -> np.ndarray:
+    """(n, labels) probabilities for image files, in order."""
+    if tta not in TTA:
+        raise InputError(f"--tta must be one of {', '.join(TTA)}, not {tta!r}")
+    if average not in ("probs", "logits"):
+        raise InputError(f"--tta-average must be probs or logits, not {average!r}")
+    transform = (
+        tencrop_transform(base=predictor.tencrop_base(), crop=predictor.crop)
+        if tta == "tencrop"
+        else classifier_eval(crop=predictor.crop)
+    )
+    dataset = ImageDataset(paths, None, transform, seed=0, tag="eval")
+    loader = DataLoader(
+        dataset,
+        batch_size=max(1, batch_size // (10 if tta == "tencrop" else 1)),
+        sampler=EpochSampler(len(dataset), seed=0, shuffle=False),
+        num_workers=workers,
+        pin_memory=predictor.device.type == "cuda",
+        worker_init_fn=ignore_in_worker if workers > 0 else None,
+    )
+    out = np.zeros((len(dataset), len(predictor.info.labels)), dtype=np.float64)
+    amp = predictor.device.type == "cuda"
+    for batch in loader:
+        x = batch["image"].to(predictor.device, non_blocking=True)
+        views = x.shape[1] if x.dim() == 5 else 1
+        x = x.flatten(0, 1) if x.dim() == 5 else x
+        with torch.autocast(predictor.device.type, dtype=torch.bfloat16, enabled=amp):
+            logits = predictor.model(x)["logits"].float().view(-1, views, out.shape[1])
+        probs = torch.sigmoid(logits).mean(1) if average == "probs" else torch.sigmoid(logits.mean(1))
+        out[batch["index"].numpy()] = probs.cpu().numpy()
+        if callable(progress):
+            progress(len(batch["index"]))
+    return out

@@ -1,0 +1,73 @@
+"""`cxrtool predict`: probabilities for a user's own radiographs, optionally thresholded at Youden points."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from cxrtool.data.images import IMAGE_SUFFIXES, ImageIndex
+from cxrtool.errors import InputError
+
+
+def collect_images(inputs: list[Path]) -> tuple[list[str], list[Path]]:
+    """(display names, paths): files as given, folders walked recursively (names relative to the folder)."""
+    names, paths = [], []
+    for item in inputs:
+        if item.is_dir():
+            index = ImageIndex.build(item, flag="IMAGES")
+            for rel in sorted(index.relpaths.values()):
+                names.append(rel if len(inputs) == 1 else str(Path(item.name) / rel))
+                paths.append(item / rel)
+        elif item.is_file():
+            if item.suffix.lower() not in IMAGE_SUFFIXES:
+                raise InputError(f"{item} is not a PNG or JPEG file")
+            names.append(str(item))
+            paths.append(item)
+        else:
+            raise InputError(f"{item} does not exist")
+    if not paths:
+        raise InputError(f"no PNG or JPEG images found in {', '.join(map(str, inputs))}")
+    return names, paths
+
+
+def read_thresholds(path: Path, labels: tuple[str, ...]) -> dict[str, float]:
+    from cxrtool.artifacts import read_csv_checked
+
+    frame = read_csv_checked(path, ("label", "youden_threshold"), what="an evaluation's metrics.csv")
+    table = dict(zip(frame["label"], frame["youden_threshold"]))
+    missing = [label for label in labels if label not in table]
+    if missing:
+        raise InputError(f"--thresholds {path} has no threshold for {', '.join(missing)}")
+    return {label: float(table[label]) for label in labels}
+
+
+def predict_files(
+    inputs: list[Path],
+    ckpt: Path,
+    *,
+    thresholds: Path | None,
+    tta: str,
+    tta_average: str,
+    batch_size: int,
+    workers: int,
+    device: str,
+    progress: Any = None,
+) -> pd.DataFrame:
+    from cxrtool.evaluation.inference import load_predictor, predict_paths
+    from cxrtool.training.distributed import pick_device
+
+    predictor = load_predictor(ckpt, pick_device(device))
+    labels = predictor.info.labels
+    cuts = read_thresholds(thresholds, labels) if thresholds is not None else None
+    names, paths = collect_images(inputs)
+    probs = predict_paths(
+        predictor, paths, tta=tta, average=tta_average, batch_size=batch_size, workers=workers, progress=progress
+    )
+    frame = pd.DataFrame(probs, columns=list(labels))
+    frame.insert(0, "image", names)
+    if cuts is not None:
+        for j, label in enumerate(labels):
+            frame[f"{label}_finding"] = (probs[:, j] >= cuts[label]).astype(int)
+    return frame

@@ -1,0 +1,13 @@
+"""Messages for the user on stderr, so stdout carries only results (SPEC §5)."""
+
+from __future__ import annotations
+
+import sys
+
+
+def info(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr, flush=True)

@@ -1,0 +1,1 @@
+"""The three models of the paper (autoencoder, DenseNet121 classifier, joint AECNN) and one create/load function."""

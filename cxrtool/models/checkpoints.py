@@ -1,0 +1,165 @@
+"""Model files: safetensors with cxrtool's metadata (SPEC §5), one create/load function keyed by `cxrtool.kind`.
+
+Metadata values are strings: `cxrtool.kind` ∈ {classifier, autoencoder, joint}, `cxrtool.labels` (JSON list),
+`cxrtool.input` (JSON: resize, crop, channels, mean, std, encoder_first), `cxrtool.version`, `cxrtool.config`
+(JSON). Tensor names are `encoder.*`, `decoder.*` and `densenet.*` (torchvision's names below the prefix).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from cxrtool import __version__
+from cxrtool.artifacts import atomic_path
+from cxrtool.errors import InputError
+
+KINDS = ("classifier", "autoencoder", "joint")
+MODEL_FILE = "model.safetensors"
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    path: Path
+    kind: str
+    labels: tuple[str, ...]
+    input: dict[str, Any]
+    version: str
+    config: dict[str, Any] = field(default_factory=dict)
+    raw: dict[str, str] = field(default_factory=dict)  # the metadata as stored, every key
+
+
+def model_file(path: Path, *, flag: str = "--ckpt") -> Path:
+    """A run directory means its model.safetensors; a file means itself."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / MODEL_FILE
+    if not path.is_file():
+        raise InputError(f"{path} ({flag}) does not exist; give a run directory or a .safetensors file")
+    return path
+
+
+def _safe_open(path: Path) -> Any:
+    from safetensors import safe_open
+
+    try:
+        return safe_open(str(path), framework="pt", device="cpu")
+    except Exception as e:  # safetensors raises its own error types for a bad header
+        raise InputError(f"{path} is not a readable safetensors file ({e})") from None
+
+
+def read_info(path: Path, *, flag: str = "--ckpt") -> CheckpointInfo:
+    """The metadata of a cxrtool model file, without loading its tensors."""
+    path = model_file(path, flag=flag)
+    with _safe_open(path) as f:
+        meta = f.metadata() or {}
+    if meta.get("cxrtool.kind") not in KINDS:
+        raise InputError(f"{path} ({flag}) is not a cxrtool model file (no valid cxrtool.kind in its metadata)")
+    try:
+        return CheckpointInfo(
+            path=path,
+            kind=meta["cxrtool.kind"],
+            labels=tuple(json.loads(meta.get("cxrtool.labels", "[]"))),
+            input=json.loads(meta.get("cxrtool.input", "{}")),
+            version=meta.get("cxrtool.version", "?"),
+            config=json.loads(meta.get("cxrtool.config", "{}")),
+            raw=dict(meta),
+        )
+    except json.JSONDecodeError as e:
+        raise InputError(f"{path}: malformed cxrtool metadata ({e})") from None
+
+
+def read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    with _safe_open(path) as f:
+        return {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118 (safe_open is not a dict)
+
+
+def encoder_identity(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 of the encoder and decoder tensors in sorted order (SPEC §5): names, dtypes, shapes and bytes."""
+    digest = hashlib.sha256()
+    for key in sorted(k for k in tensors if k.startswith(("encoder.", "decoder."))):
+        t = tensors[key].detach().to("cpu").contiguous()
+        digest.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(t.numpy().tobytes())
+    return digest.hexdigest()
+
+
+def build_model(kind: str, *, num_labels: int = 14, init: str = "box") -> nn.Module:
+    """A fresh model of a kind (random DenseNet weights; the autoencoder's `init` is box or random)."""
+    if kind == "classifier":
+        from cxrtool.models.classifier import Classifier
+
+        return Classifier(num_labels)
+    if kind == "autoencoder":
+        from cxrtool.models.autoencoder import AutoEncoder
+
+        return AutoEncoder(init=init)
+    if kind == "joint":
+        from cxrtool.models.joint import JointModel
+
+        return JointModel(num_labels)
+    raise InputError(f"unknown model kind {kind!r}; expected one of {', '.join(KINDS)}")
+
+
+def state_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The tensors a file holds: the model's state dict (DDP/compile wrappers removed), contiguous, on the CPU."""
+    model = getattr(model, "module", model)
+    model = getattr(model, "_orig_mod", model)
+    return {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
+
+
+def save_model(
+    path: Path,
+    model: nn.Module,
+    *,
+    kind: str,
+    labels: tuple[str, ...],
+    input_spec: dict[str, Any],
+    config: dict[str, Any],
+    tensors: dict[str, torch.Tensor] | None = None,
+) -> None:
+    """Write a model file atomically with SPEC §5's metadata."""
+    from safetensors.torch import save_file
+
+    tensors = tensors if tensors is not None else state_tensors(model)
+    meta = {
+        "cxrtool.kind": kind,
+        "cxrtool.labels": json.dumps(list(labels)),
+        "cxrtool.input": json.dumps(input_spec),
+        "cxrtool.version": __version__,
+        "cxrtool.config": json.dumps(config, default=str),
+    }
+    if kind != "classifier":
+        meta["cxrtool.encoder_sha256"] = encoder_identity(tensors)
+    with atomic_path(Path(path)) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
+
+
+def load_model(path: Path, *, kinds: tuple[str, ...] = KINDS, flag: str = "--ckpt") -> tuple[nn.Module, CheckpointInfo]:
+    """Build the model a file describes and load its tensors; a kind outside `kinds` is a clear error."""
+    info = read_info(path, flag=flag)
+    if info.kind not in kinds:
+        raise InputError(f"{info.path} ({flag}) is a {info.kind} checkpoint; this needs {' or '.join(kinds)}")
+    model = build_model(info.kind, num_labels=max(1, len(info.labels)), init="random")
+    try:
+        model.load_state_dict(read_tensors(info.path), strict=True)
+    except RuntimeError as e:
+        raise InputError(f"{info.path}: tensors do not match a {info.kind} model ({str(e).splitlines()[0]})") from None
+    return model, info
+
+
+def load_parts(path: Path, prefixes: tuple[str, ...], *, kinds: tuple[str, ...], flag: str) -> dict[str, torch.Tensor]:
+    """The tensors under some prefixes of a file of an accepted kind (stage 3 takes parts of stages 1 and 2)."""
+    info = read_info(path, flag=flag)
+    if info.kind not in kinds:
+        raise InputError(f"{info.path} ({flag}) is a {info.kind} checkpoint; this needs {' or '.join(kinds)}")
+    tensors = {k: v for k, v in read_tensors(info.path).items() if k.startswith(prefixes)}
+    if not tensors:
+        raise InputError(f"{info.path} ({flag}) holds no {'/'.join(prefixes)} tensors")
+    return tensors

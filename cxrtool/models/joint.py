@@ -1,0 +1,37 @@
+"""The joint AECNN of stage 3 (SPEC §1): the autoencoder and the classifier, trained end to end.
+
+x (1×H×W, [0,1]) ─ encoder ─ clamp[0,1] ─► z (1×H/4×W/4) ─┬─ decoder ─► x̂ (1×H×W)       MSE(x̂, x)
+                                                          └─ repeat 3 ─ ImageNet norm ─ DenseNet121 ─► logits   BCE
+L = λ·BCE + (1−λ)·MSE, λ = 0.9
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from cxrtool.models.autoencoder import make_decoder, make_encoder, pad_to_multiple
+from cxrtool.models.classifier import ImageNetInput, make_densenet
+
+
+class JointModel(nn.Module):
+    """Returns {"latent", "x_hat", "logits"}."""
+
+    def __init__(self, num_labels: int = 14) -> None:
+        super().__init__()
+        self.encoder = make_encoder()
+        self.decoder = make_decoder()
+        self.prepare = ImageNetInput()
+        self.densenet = make_densenet(num_labels)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(pad_to_multiple(x)).clamp(0.0, 1.0)
+
+    def classify_latent(self, z: torch.Tensor) -> torch.Tensor:
+        """Logits from a latent, e.g. one read back from a compressed store."""
+        return self.densenet(self.prepare(z))
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        h, w = x.shape[-2:]
+        z = self.encode(x)
+        return {"latent": z, "x_hat": self.decoder(z)[..., :h, :w], "logits": self.classify_latent(z)}

@@ -1,0 +1,1 @@
+"""One training engine for the three stages: tasks, the loop, checkpoints and resume, distributed helpers."""

@@ -1,0 +1,333 @@
+"""The one training loop behind train-classifier, train-ae and train-joint.
+
+Adam + ReduceLROnPlateau on the validation loss (or the authors' step schedule), mixed precision and
+channels_last on CUDA, DDP under torchrun, per-epoch validation gathered from all ranks, history.csv, best and last
+weights, and resume state at every epoch end and on Ctrl-C/SIGTERM (exit 130). A non-finite loss stops the run
+(exit 1) with the last good files kept.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from cxrtool.data.datasets import EpochSampler
+from cxrtool.errors import Interrupted, RunFailure
+from cxrtool.models.checkpoints import save_model
+from cxrtool.training import rng_state, run_dir
+from cxrtool.training.distributed import World, any_rank, barrier, gather_objects
+from cxrtool.training.signals import StopRequest, ignore_in_worker
+from cxrtool.training.tasks import Task
+
+HISTORY_HEAD = ["epoch", "lr", "seconds", "images_per_s", "train_loss", "val_loss"]
+STEP_MILESTONES = (5, 10, 15)  # the authors' stage-3 schedule: lr ÷ 10 after these epochs
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    epochs: int = 20
+    batch_size: int = 16
+    lr: float = 1e-4
+    weight_decay: float = 1e-5
+    workers: int = 0
+    seed: int = 0
+    amp: bool = True
+    compile: bool = False
+    max_steps: int | None = None
+    schedule: str = "plateau"
+    keep: str = "loss"
+    patience: int = 5
+    factor: float = 0.1
+    items_per_batch: int = 1  # dataset items per optimizer batch is batch_size // items_per_batch (patches)
+
+
+@dataclass
+class Stage:
+    """Everything stage-specific that the loop needs."""
+
+    kind: str
+    labels: tuple[str, ...]
+    input_spec: dict[str, Any]
+    config: dict[str, Any]
+    model: nn.Module
+    task: Task
+    train_set: Dataset
+    val_set: Dataset
+
+
+@dataclass
+class Progress:
+    """Where the run stands; saved in resume.json."""
+
+    epoch: int = 1  # the epoch in progress (1-based)
+    step: int = 0  # batches done in it
+    global_step: int = 0
+    best_loss: float = math.inf
+    best_auc: float = -math.inf
+    best_epoch: int = 0
+    sums: dict[str, float] = field(default_factory=dict)  # partial-epoch sums of the train parts
+    samples: int = 0
+    seconds: float = 0.0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _amp(device: torch.device, enabled: bool) -> tuple[torch.dtype | None, Any]:
+    """bf16 where supported (no scaler needed), fp16 with a GradScaler otherwise; off on CPU and MPS."""
+    if not enabled or device.type != "cuda":
+        return None, None
+    if torch.cuda.is_bf16_supported():
+        return torch.bfloat16, None
+    return torch.float16, torch.amp.GradScaler("cuda")
+
+
+def _to(batch: dict[str, Any], device: torch.device, channels_last: bool) -> dict[str, Any]:
+    out = {}
+    for key, value in batch.items():
+        if isinstance(value, torch.Tensor):
+            value = value.to(device, non_blocking=True)
+            if channels_last and value.dim() == 4:
+                value = value.contiguous(memory_format=torch.channels_last)
+        out[key] = value
+    return out
+
+
+def _loader(dataset: Dataset, sampler: EpochSampler, batch: int, workers: int, device: torch.device, train: bool):
+    return DataLoader(
+        dataset,
+        batch_size=batch,
+        sampler=sampler,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=workers > 0,
+        worker_init_fn=ignore_in_worker if workers > 0 else None,
+        drop_last=train and len(sampler) >= batch,
+    )
+
+
+def _lr_for_epoch(base: float, epoch: int) -> float:
+    return base * 0.1 ** sum(epoch > m for m in STEP_MILESTONES)
+
+
+class Trainer:
+    """Runs a Stage in a run directory; `fit` returns the history rows."""
+
+    def __init__(self, stage: Stage, cfg: LoopConfig, run: Path, *, device: torch.device, world: World) -> None:
+        self.stage, self.cfg, self.run, self.device, self.world = stage, cfg, run, device, world
+        self.channels_last = device.type == "cuda"
+        model = stage.model.to(device)
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.plateau = (
+            torch.optim.lr_scheduler.ReduceLROnPlateau(
+                self.optimizer, mode="min", factor=cfg.factor, patience=cfg.patience
+            )
+            if cfg.schedule == "plateau"
+            else None
+        )
+        self.amp_dtype, self.scaler = _amp(device, cfg.amp)
+        self.net = self._wrap(model)
+        per_batch = max(1, cfg.batch_size // cfg.items_per_batch)
+        self.train_sampler = EpochSampler(
+            len(stage.train_set), seed=cfg.seed, shuffle=True, rank=world.rank, world=world.size
+        )
+        self.val_sampler = EpochSampler(
+            len(stage.val_set), seed=cfg.seed, shuffle=False, rank=world.rank, world=world.size
+        )
+        self.train_loader = _loader(stage.train_set, self.train_sampler, per_batch, cfg.workers, device, True)
+        self.val_loader = _loader(stage.val_set, self.val_sampler, per_batch, cfg.workers, device, False)
+        self.per_batch = per_batch
+        self.state = Progress()
+        self.columns = [*HISTORY_HEAD, *stage.task.train_columns(), *stage.task.val_columns()]
+        self.step_hook: Any = None  # called with the Progress after every optimizer step (tests use it)
+
+    def _wrap(self, model: nn.Module) -> nn.Module:
+        if self.cfg.compile:
+            model = torch.compile(model)  # type: ignore[assignment]
+        if self.world.distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            model = DistributedDataParallel(model, device_ids=ids)
+        return model
+
+    # ---- resume ---------------------------------------------------------------------------------------------
+    def restore(self) -> None:
+        model_t, optim_t, saved = run_dir.load_resume(self.run)
+        self.model.load_state_dict(model_t)
+        self.optimizer.load_state_dict(run_dir.optimizer_state(optim_t, saved["param_groups"]))
+        if self.plateau is not None and saved.get("plateau"):
+            self.plateau.load_state_dict(saved["plateau"])
+        if self.scaler is not None and saved.get("scaler"):
+            self.scaler.load_state_dict(saved["scaler"])
+        self.state = Progress(**saved["progress"])
+        rng_state.restore(saved["rng"])
+
+    def _save_resume(self) -> None:
+        if not self.world.main:
+            return
+        state = {
+            "progress": asdict(self.state),
+            "plateau": self.plateau.state_dict() if self.plateau is not None else None,
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "rng": rng_state.capture(),
+            "data_order": {"seed": self.cfg.seed, "epoch": self.state.epoch, "batches_done": self.state.step},
+        }
+        run_dir.save_resume(self.run, self.model, self.optimizer, state)
+
+    # ---- one epoch ------------------------------------------------------------------------------------------
+    def _set_lr(self) -> float:
+        if self.plateau is None:
+            for group in self.optimizer.param_groups:
+                group["lr"] = _lr_for_epoch(self.cfg.lr, self.state.epoch)
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def _train_epoch(self, stop: StopRequest, report: Any) -> bool:
+        """Train until the epoch ends (True) or max-steps is reached (False). Raises on a stop or a bad loss."""
+        s, cfg = self.state, self.cfg
+        self.train_sampler.set_epoch(s.epoch, start=s.step * self.per_batch)
+        self.net.train()
+        if cfg.max_steps is not None and s.global_step >= cfg.max_steps:
+            return False
+        start = time.perf_counter()
+        for batch in self.train_loader:
+            batch = _to(batch, self.device, self.channels_last)
+            with torch.autocast(
+                self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None
+            ):
+                parts = self.stage.task.train_step(self.net, batch, epoch=s.epoch, step=s.step)
+            loss = parts["loss"]
+            stop_now, bad = any_rank(self.world, [stop.requested, not bool(torch.isfinite(loss))], self.device)
+            if bad:
+                raise RunFailure(
+                    f"non-finite training loss at epoch {s.epoch}, step {s.step + 1}; stopped. The last good "
+                    f"weights are in {self.run} (last.safetensors, model.safetensors); try a lower --lr"
+                )
+            self.optimizer.zero_grad(set_to_none=True)
+            if self.scaler is not None:
+                self.scaler.scale(loss).backward()
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+            else:
+                loss.backward()
+                self.optimizer.step()
+            n = int(batch["image"].shape[0] * (batch["image"].shape[1] if batch["image"].dim() == 5 else 1))
+            for key, value in parts.items():
+                s.sums[key] = s.sums.get(key, 0.0) + float(value.detach()) * n
+            s.samples += n
+            s.step += 1
+            s.global_step += 1
+            report(s, s.seconds + time.perf_counter() - start)
+            if self.step_hook is not None:
+                self.step_hook(s)
+            if stop_now:
+                s.seconds += time.perf_counter() - start
+                self._save_resume()
+                raise Interrupted(
+                    f"stopped by {stop.signal_name or 'a signal'} at epoch {s.epoch}, step {s.step}; resumable state "
+                    f"saved: continue with --resume {self.run}"
+                )
+            if cfg.max_steps is not None and s.global_step >= cfg.max_steps:
+                s.seconds += time.perf_counter() - start
+                return False
+        s.seconds += time.perf_counter() - start
+        return True
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Per-sample outputs from every rank, the sampler's padding dropped, then the task's metrics."""
+        self.val_sampler.set_epoch(self.state.epoch)
+        self.net.eval()
+        model = self.net.module if self.world.distributed else self.net
+        indices, outputs = [], {}
+        for batch in self.val_loader:
+            batch = _to(batch, self.device, self.channels_last)
+            with torch.autocast(
+                self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None
+            ):
+                out = self.stage.task.val_step(model, batch)
+            indices.append(batch["index"].cpu().numpy())
+            for key, value in out.items():
+                outputs.setdefault(key, []).append(value.float().cpu().numpy())
+        local = (np.concatenate(indices), {k: np.concatenate(v) for k, v in outputs.items()})
+        gathered = gather_objects(self.world, local)
+        index = np.concatenate([g[0] for g in gathered])
+        unique, first = np.unique(index, return_index=True)
+        merged = {k: np.concatenate([g[1][k] for g in gathered])[first] for k in local[1]}
+        return self.stage.task.metrics(merged, unique)
+
+    # ---- epoch end ------------------------------------------------------------------------------------------
+    def _end_epoch(self, lr: float, metrics: dict[str, float]) -> dict[str, Any]:
+        s = self.state
+        if not math.isfinite(metrics["val_loss"]):
+            raise RunFailure(
+                f"non-finite validation loss at epoch {s.epoch}; stopped, last good files kept in {self.run}"
+            )
+        row: dict[str, Any] = {
+            "epoch": s.epoch,
+            "lr": lr,
+            "seconds": round(s.seconds, 3),
+            "images_per_s": round(s.samples / s.seconds, 2) if s.seconds > 0 else math.nan,
+            "train_loss": s.sums.get("loss", math.nan) / max(s.samples, 1),
+        }
+        for column in self.stage.task.train_columns():
+            row[column] = s.sums.get(column.removeprefix("train_"), math.nan) / max(s.samples, 1)
+        row.update(metrics)
+        if self.plateau is not None:
+            self.plateau.step(metrics["val_loss"])
+        improved_loss = metrics["val_loss"] < s.best_loss
+        auc = metrics.get("val_auc_mean", math.nan)
+        improved_auc = not math.isnan(auc) and auc > s.best_auc
+        s.best_loss = min(s.best_loss, metrics["val_loss"])
+        s.best_auc = max(s.best_auc, auc) if not math.isnan(auc) else s.best_auc
+        keep = improved_auc if self.cfg.keep == "auc" else improved_loss
+        if keep:
+            s.best_epoch = s.epoch
+        s.history.append(row)
+        if self.world.main:
+            meta = {"kind": self.stage.kind, "labels": self.stage.labels, "input_spec": self.stage.input_spec}
+            config = {**self.stage.config, "epoch": s.epoch}
+            save_model(self.run / run_dir.LAST, self.model, config=config, **meta)
+            if keep:
+                save_model(self.run / run_dir.MODEL, self.model, config=config, **meta)
+            run_dir.write_history(self.run, s.history, self.columns)
+        return row
+
+    def fit(self, report_epoch: Any = None) -> list[dict[str, Any]]:
+        """Train from the current state to the last epoch (or max-steps)."""
+        from cxrtool.progress import progress
+
+        s, cfg = self.state, self.cfg
+        with StopRequest() as stop:
+            while s.epoch <= cfg.epochs:
+                lr = self._set_lr()
+                total = len(self.train_loader) + s.step
+                label = f"epoch {s.epoch}/{cfg.epochs}"
+                with progress(label, total if self.world.main else 0) as advance:
+                    advance(s.step)
+
+                    def report(st: Progress, elapsed: float) -> None:
+                        rate = st.samples / elapsed if elapsed > 0 else 0.0
+                        advance(1, info=f"loss {st.sums.get('loss', 0.0) / max(st.samples, 1):.4f}  {rate:.0f} img/s")
+
+                    finished = self._train_epoch(stop, report)
+                metrics = self.validate()
+                row = self._end_epoch(lr, metrics)
+                if report_epoch is not None and self.world.main:
+                    report_epoch(row)
+                s.epoch += 1
+                s.step, s.sums, s.samples, s.seconds = 0, {}, 0, 0.0
+                self._save_resume()
+                barrier(self.world)
+                if not finished:
+                    break
+        return s.history

@@ -1,0 +1,105 @@
+"""A training run directory (SPEC §5): weights, resume state, config and history, all without pickles.
+
+model.safetensors   kept weights (best validation loss, or best AUC with --keep auc)
+last.safetensors    the last completed epoch, same metadata
+resume.safetensors  model and optimizer tensors at the last save point (epoch end or interruption)
+resume.json         epoch and step, best-so-far, scheduler, every RNG state, partial-epoch sums
+config.json         every option, the world size, the cxrtool version
+history.csv         one row per completed epoch
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from torch import nn
+
+from cxrtool.artifacts import atomic_path, read_json, write_csv, write_json
+from cxrtool.errors import InputError
+from cxrtool.models.checkpoints import state_tensors
+
+MODEL, LAST, RESUME_TENSORS, RESUME_STATE = "model.safetensors", "last.safetensors", "resume.safetensors", "resume.json"
+CONFIG, HISTORY = "config.json", "history.csv"
+
+
+def prepare(run: Path, *, overwrite: bool) -> None:
+    """A fresh run directory: refuse a non-empty one unless --overwrite (then clear cxrtool's files from it)."""
+    if run.exists() and not run.is_dir():
+        raise InputError(f"--out {run} exists and is not a directory")
+    if run.exists() and any(run.iterdir()):
+        if not overwrite:
+            raise InputError(
+                f"--out {run} already holds files; pass --overwrite to start afresh there, --resume {run} to "
+                "continue it, or choose another --out"
+            )
+        for name in (MODEL, LAST, RESUME_TENSORS, RESUME_STATE, CONFIG, HISTORY):
+            (run / name).unlink(missing_ok=True)
+        for extra in run.glob("*.safetensors"):
+            extra.unlink()
+        shutil.rmtree(run / "tmp", ignore_errors=True)
+    run.mkdir(parents=True, exist_ok=True)
+
+
+def read_config(run: Path) -> dict[str, Any]:
+    if not (run / CONFIG).is_file():
+        raise InputError(f"--resume {run}: no {CONFIG} there; is it a cxrtool run directory?")
+    return read_json(run / CONFIG)
+
+
+def write_config(run: Path, config: dict[str, Any]) -> None:
+    write_json(run / CONFIG, config)
+
+
+def save_resume(run: Path, model: nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+    """Model and optimizer tensors to safetensors, everything else to JSON; tensors first, so a JSON that exists
+    always describes the tensors beside it."""
+    from safetensors.torch import save_file
+
+    tensors = {f"model.{k}": v for k, v in state_tensors(model).items()}
+    opt = optimizer.state_dict()
+    for pid, slots in opt["state"].items():
+        for name, value in slots.items():
+            tensors[f"optim.{pid}.{name}"] = value.detach().to("cpu").contiguous().clone()
+    with atomic_path(run / RESUME_TENSORS) as tmp:
+        save_file(tensors, str(tmp))
+    write_json(run / RESUME_STATE, {**state, "param_groups": opt["param_groups"]})
+
+
+def load_resume(run: Path) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict[str, Any]]:
+    """(model tensors, optimizer state dict pieces, state) saved by `save_resume`."""
+    from safetensors.torch import load_file
+
+    if not (run / RESUME_STATE).is_file() or not (run / RESUME_TENSORS).is_file():
+        raise InputError(f"--resume {run}: no {RESUME_STATE}/{RESUME_TENSORS}; the run saved no resumable state")
+    state = read_json(run / RESUME_STATE)
+    tensors = load_file(str(run / RESUME_TENSORS))
+    model = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+    optim = {k[len("optim.") :]: v for k, v in tensors.items() if k.startswith("optim.")}
+    return model, optim, state
+
+
+def optimizer_state(optim: dict[str, torch.Tensor], param_groups: list[dict[str, Any]]) -> dict[str, Any]:
+    """Rebuild `optimizer.state_dict()` from the flat tensors of `save_resume`."""
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in optim.items():
+        pid, name = key.split(".", 1)
+        state.setdefault(int(pid), {})[name] = value
+    return {"state": state, "param_groups": param_groups}
+
+
+def read_history(run: Path) -> pd.DataFrame:
+    path = run / HISTORY
+    return pd.read_csv(path) if path.is_file() else pd.DataFrame()
+
+
+def write_history(run: Path, rows: list[dict[str, Any]], columns: list[str]) -> None:
+    write_csv(run / HISTORY, pd.DataFrame(rows, columns=columns), float_format="%.6g")
+
+
+def dumps(config: dict[str, Any]) -> str:
+    return json.dumps(config, sort_keys=True, default=str)
