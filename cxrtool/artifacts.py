@@ -84,3 +84,20 @@ def read_csv_checked(path: Path, required: Sequence[str], *, what: str) -> Any:
 def provenance(config: dict[str, Any] | None = None) -> dict[str, Any]:
     """What every artifact records about how it was made."""
     return {"cxrtool_version": __version__, "config": config or {}}
+
+
+def read_safetensors_header(path: Path) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
+    """(metadata, {tensor name: {dtype, shape, data_offsets}}) from a safetensors file without loading torch.
+
+    The format is an 8-byte little-endian header length, then that many bytes of JSON."""
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            size = int.from_bytes(f.read(8), "little")
+            if not 0 < size < 100_000_000:
+                raise ValueError("implausible header size")
+            header = json.loads(f.read(size))
+    except (OSError, ValueError) as e:
+        raise InputError(f"{path} is not a readable safetensors file ({e})") from None
+    metadata = header.pop("__metadata__", {}) or {}
+    return metadata, header

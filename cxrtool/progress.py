@@ -7,8 +7,9 @@ from collections.abc import Callable, Iterator
 
 
 @contextlib.contextmanager
-def progress(description: str, total: int | None) -> Iterator[Callable[..., None]]:
-    """A rich progress bar on stderr; yields `advance(n=1, **fields)`."""
+def progress(description: str, total: int | None, *, enabled: bool = True) -> Iterator[Callable[..., None]]:
+    """A rich progress bar on stderr; yields `advance(n=1, info=...)`. Off when stderr is not a terminal or
+    `enabled` is false (ranks other than 0 under torchrun)."""
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -29,7 +30,7 @@ def progress(description: str, total: int | None) -> Iterator[Callable[..., None
         TextColumn("{task.fields[info]}"),
     ]
     # Off a terminal a live bar would only repeat itself into logs; the command prints its own summary.
-    with Progress(*columns, console=console, disable=not console.is_terminal) as bar:
+    with Progress(*columns, console=console, disable=not (enabled and console.is_terminal)) as bar:
         task = bar.add_task(description, total=total, info="")
 
         def advance(n: int = 1, info: str | None = None) -> None:

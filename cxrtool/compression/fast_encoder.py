@@ -1,25 +1,29 @@
 """The paper's encoder (Conv5×5/4 → ELU → Conv1×1) for CPU inference at a lower cost per image.
 
-    x (N×1×H×W) ─┬─ rows [4r−2, 4e−1) ── Conv5×5/4, weights·log₂e ─► y′ = y·log₂e     (C×R, R = (e−r)·W/4)
-                 │                                  ├─ min(y′, 0) ─ exp2 ─► exp(min(y, 0))        ─┐
-                 │                                  └─ max(y′, 0) ──────► max(y, 0)·log₂e          ─┤ 1×C matvecs
-                 └─ next slab of output rows …                                                     └─► z rows r..e
+    x (H×W) ── slab of latent rows [r, e): im2col ─► P (26 × R)       25 taps + a row of ones, R = (e−r)·W/4
+    P ── [w1 | b1]·log₂e (C × 26) @ P ─► y′ = y·log₂e (C × R) ─┬─ min(y′, 0) ─ exp2 ─► exp(min(y, 0)) ─┐
+                                                               └─ max(y′, 0) ────────► max(y, 0)·log₂e ─┴─► z (1 × R)
+                                              z = (b2 − α·Σw2) + [w2·ln 2 | α·w2] @ [max(y′, 0); exp(min(y, 0))]
 
-The issue: the plain module spends more CPU per 1024² image than a PNG decode, though its arithmetic is ~0.1 GFLOP.
-Two things cost it time here: ELU runs through `expm1`, which is much slower than `exp2` on these CPUs, and every
-step makes a full pass over an 8 MB 32-channel map that does not stay in cache. So, in float32 throughout:
+The issue: the plain module costs more CPU per 1024² image than the PNG decode (~12–45 ms against ~9–11 ms on the
+2-core dev machine), though its arithmetic is ~0.1 GFLOP. Measured there, it goes to:
 
-* ELU(y) = max(y, 0) + exp(min(y, 0)) − 1; the −1 moves into the output bias (b₂ − α·Σw₂), and log₂e is folded
-  into the first convolution so that `exp2` needs no extra multiply; max(y′, 0) is scaled back by ln 2 in the matvec.
-* The image is encoded in horizontal slabs of output rows (`slab_pixels` latent pixels each), so the first layer's
-  output is still in cache for the element-wise steps and the two matvecs that stand in for the 1×1 convolution.
-  No padded copy of the input is made: only the first slab needs the top padding, and the 5×5/4 windows never reach
-  past the bottom or right edge when H and W are multiples of 4.
+* page faults: each call allocates three fresh 8 MB maps (conv output, ELU output, …), which glibc serves with
+  mmap, so every 4 kB page faults on first touch (~6,000 faults per image, most of its time on a VM);
+* ELU through `expm1`, ~2× slower per element than `exp2` there (both vectorised; `exp` goes through MKL's VML);
+* passes over 8 MB maps that do not stay in cache, and fork/joins of the intra-op pool on a busy machine.
 
-Outputs equal `encoder(x)` to ~1e-6 (the issue asks for 1e-5). The many small steps suit ONE intra-op thread, which
-is how `compress` runs it (workers decode, the main process encodes); with more threads each step is a fork/join
-across the pool that a busy machine makes expensive, so each image is then encoded as a single slab.
-`benchmarks/bench_encoder.py` measures both.
+So: the image goes through in slabs of `slab_pixels` latent pixels whose buffers are kept between calls (no fresh
+large tensor, so no faults, and each map stays in cache); the first layer is one BLAS matmul on explicit patches
+(im2col) with the bias as a row of ones; ELU(y) = max(y, 0) + exp(min(y, 0)) − 1 with the −1 moved into the output
+bias and log₂e folded into the first layer so that `exp2` needs no extra pass; the 1×1 convolution is one matvec.
+No padded copy of the input is made: taps left of column 0 are never written (they stay zero) and taps above row 0
+are zeroed, while the windows never pass the bottom or right edge when H and W are multiples of 4. Everything is
+float32; outputs match `encoder(x)` to ~3e-7 (~3e-6 with weights ×4; the issue asks for 1e-5).
+
+The slabs suit ONE intra-op thread, which is how `compress` should run it (workers decode, the main process
+encodes). With more threads every step is a fork/join of the pool, which a busy machine makes costly, so each
+image is then one slab. `benchmarks/bench_encoder.py` measures both, alone and behind a decoding DataLoader.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import torch
 from torch import nn
 
 LOG2E = 1.0 / math.log(2.0)
-# Latent pixels per slab on one thread: 32 channels × 16,384 × 4 B = 2 MB per map, the fastest of 4k–32k measured.
+# Latent pixels per slab on one thread (a 1 MB map of 32 channels); 8k and 16k were fastest of 4k–32k measured.
 SLAB_PIXELS = 8_192
 _SCALE, _KERNEL, _PADDING = 4, 5, 2
 
@@ -38,15 +42,14 @@ _SCALE, _KERNEL, _PADDING = 4, 5, 2
 class FastEncoder:
     """`FastEncoder(model.encoder)(x)` ≈ `model.encoder(x)` for x of shape (N, 1, H, W), H and W multiples of 4.
 
-    A snapshot: later changes to the encoder's parameters are not seen. Inference only (no autograd). Tensors on
-    another device than the CPU go through the plain module, which is already fast there.
+    A snapshot: later changes to the encoder's parameters are not seen. Inference only (no autograd). It keeps its
+    work buffers between calls, so use one instance per thread. Tensors on another device than the CPU go through
+    the plain module, which is already fast there.
     """
 
     def __init__(self, encoder: nn.Sequential, *, slab_pixels: int | None = SLAB_PIXELS) -> None:
         conv1, act, conv2 = _check_architecture(encoder)
-        self._setup(
-            conv1.weight, conv1.bias, conv2.weight, conv2.bias, alpha=float(act.alpha), slab_pixels=slab_pixels
-        )
+        self._setup(conv1.weight, conv1.bias, conv2.weight, conv2.bias, alpha=float(act.alpha), slab_pixels=slab_pixels)
 
     @classmethod
     def from_tensors(
@@ -127,8 +130,8 @@ class FastEncoder:
         return max(1, self.slab_pixels // w)
 
     def _buffers(self, pixels: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Reused between calls: a fresh multi-MB tensor per call costs a page fault per 4 kB here, which is what
-        made the plain module slow (~6,000 faults per 1024² image)."""
+        """Patches (26 × pixels) and maps (2C × pixels), reused between calls: a fresh multi-MB tensor per call costs
+        a page fault per 4 kB, which is most of what made the plain module slow (~6,000 faults per 1024² image)."""
         if self._cache is None or self._cache[0].shape[1] != pixels or self._cache_width != w:
             patches = torch.zeros(_KERNEL * _KERNEL + 1, pixels)
             patches[-1] = 1.0  # the bias row

@@ -116,7 +116,7 @@ def render(labels: tuple[str, ...], size: int, rng: np.random.Generator) -> np.n
         side = int(rng.integers(2))
         level = lung_cy + rng.uniform(-0.02, 0.05)
         meniscus = level - 0.08 * np.clip(np.abs(c.x - sides[side]) / 0.14 - 0.3, 0, 1)
-        paint(lung_of(side) * np.clip((c.y - meniscus) * size / 1.5, 0, 1), 0.62)
+        paint(lung_of(side) * np.clip((c.y - meniscus) * size / 1.5, 0, 1), 0.68)
     if "Pneumothorax" in has:  # collapsed apex: black, no lung markings, a bright pleural line
         side = int(rng.integers(2))
         region = c.ellipse(sides[side] + (0.05 if side else -0.05), lung_cy - 0.12, 0.13, 0.17) * lung_of(side)
@@ -141,8 +141,8 @@ def render(labels: tuple[str, ...], size: int, rng: np.random.Generator) -> np.n
     if "Pneumonia" in has:  # a patchy, mottled opacity in a lower zone
         side = int(rng.integers(2))
         lower = lung_of(side) * np.clip((c.y - lung_cy - 0.02) * size / 2, 0, 1)
-        mottle = np.clip(_smooth_noise(rng, size, 18) * 2.5, 0, 1)  # bright patches between air, not homogeneous
-        paint(lower * mottle, 0.75)
+        mottle = np.clip(0.6 + 1.2 * _smooth_noise(rng, size, 14), 0, 1)  # confluent patches, not homogeneous
+        paint(lower * mottle, 0.7)
     if "Edema" in has:  # bilateral perihilar haze (the "butterfly")
         haze = np.maximum(c.gaussian(0.37 + shift_x, lung_cy, 0.1), c.gaussian(0.63 + shift_x, lung_cy, 0.1))
         paint(np.clip(haze * 1.3, 0, 1) * lungs, 0.55)

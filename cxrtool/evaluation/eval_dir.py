@@ -1,11 +1,11 @@
 """The evaluation directory (SPEC §5), defined once: `evaluate` writes it, `compare` and `info` read it.
 
-    predictions.csv  image, then one probability column per label, named exactly as the label
-    targets.csv      image and the labels (0/1)
-    metrics.csv      label, auc, auc_ci_low, auc_ci_high, n_pos, n_neg, ap, youden_threshold, sensitivity,
-                     specificity, n_labels — one row per label in stored order, then label=Mean
-    roc.png          ROC curves of every label
-    config.json      how the evaluation was made (checkpoint, split, TTA, bootstrap, seed, version)
+predictions.csv  image, then one probability column per label, named exactly as the label
+targets.csv      image and the labels (0/1)
+metrics.csv      label, auc, auc_ci_low, auc_ci_high, n_pos, n_neg, ap, youden_threshold, sensitivity,
+                 specificity, n_labels — one row per label in stored order, then label=Mean
+roc.png          ROC curves of every label
+config.json      how the evaluation was made (checkpoint, split, TTA, bootstrap, seed, version)
 """
 
 from __future__ import annotations

@@ -38,20 +38,32 @@ def pad_to_multiple(x: torch.Tensor, multiple: int = SCALE) -> torch.Tensor:
     return F.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x
 
 
-def box_init_(encoder: nn.Sequential, decoder: nn.Sequential) -> None:
-    """SPEC §2's starting point: a 4×4 box-average encoder and a nearest-neighbour decoder.
+# Weight of the one-pixel backward differences in the box decoder (see box_init_).
+EDGE_GAIN = 0.25
 
-    It reconstructs radiographs at ~33 dB before any training, where random init reaches 17 dB after 3,000 steps
-    at the paper's learning rate on a small set, so stage 2 starts from a working codec. ELU is the identity on the
-    non-negative averages, so only one channel of the first layer is used.
+
+def box_init_(encoder: nn.Sequential, decoder: nn.Sequential) -> None:
+    """SPEC §2's starting point: a 4×4 box-average encoder and a nearest-neighbour decoder, corrected at the edges.
+
+    The encoder's window (kernel taps 1-4 of 5, as stride 4 with padding 2 allows) averages the block around each
+    latent pixel; ELU is the identity on these non-negative averages, so one channel suffices. A plain
+    nearest-neighbour decoder would copy each latent value into its 4×4 block. But the zero padding darkens the
+    top row and left column of latents by a quarter (one of the four rows averaged is padding), which costs most
+    on 128-px training patches: 28.3 dB on the 144 validation patches of the real sample. So the decoder adds a
+    quarter of the backward differences, x̂ = z + ¼(z − z↑) + ¼(z − z←): at the top and left edges (z↑ = 0) this
+    scales the darkened values back up, inside it is a one-pixel linear extrapolation. 33.1 dB on those patches,
+    32.8 dB on whole 1024² images (32.0 for the plain copy), before any training; random init reaches 17 dB after
+    3,000 paper-lr steps at small scale.
     """
     conv1, conv2, deconv = encoder[0], encoder[2], decoder[0]
     with torch.no_grad():
         for p in (*conv1.parameters(), *conv2.parameters(), *deconv.parameters()):
             p.zero_()
-        conv1.weight[0, 0, 1:5, 1:5] = 1.0 / 16.0  # the 4×4 window centred on the block as well as 5×5/4 allows
+        conv1.weight[0, 0, 1:5, 1:5] = 1.0 / 16.0
         conv2.weight[0, 0] = 1.0
-        deconv.weight[:, 0, 1, 1] = 1.0  # every sub-pixel copies its latent value
+        deconv.weight[:, 0, 1, 1] = 1.0 + 2 * EDGE_GAIN  # every sub-pixel: its latent value ...
+        deconv.weight[:, 0, 0, 1] = -EDGE_GAIN  # ... minus a share of the one above
+        deconv.weight[:, 0, 1, 0] = -EDGE_GAIN  # ... and of the one to the left
 
 
 class AutoEncoder(nn.Module):

@@ -266,7 +266,8 @@ class Trainer:
         return self.stage.task.metrics(merged, unique)
 
     # ---- epoch end ------------------------------------------------------------------------------------------
-    def _end_epoch(self, lr: float, metrics: dict[str, float]) -> dict[str, Any]:
+    def _end_epoch(self, lr: float, metrics: dict[str, float], *, val_seconds: float) -> dict[str, Any]:
+        """History row (seconds: training and validation; images_per_s: training), scheduler, checkpoints."""
         s = self.state
         if not math.isfinite(metrics["val_loss"]):
             raise RunFailure(
@@ -275,7 +276,7 @@ class Trainer:
         row: dict[str, Any] = {
             "epoch": s.epoch,
             "lr": lr,
-            "seconds": round(s.seconds, 3),
+            "seconds": round(s.seconds + val_seconds, 3),
             "images_per_s": round(s.samples / s.seconds, 2) if s.seconds > 0 else math.nan,
             "train_loss": s.sums.get("loss", math.nan) / max(s.samples, 1),
         }
@@ -312,7 +313,7 @@ class Trainer:
                 lr = self._set_lr()
                 total = len(self.train_loader) + s.step
                 label = f"epoch {s.epoch}/{cfg.epochs}"
-                with progress(label, total if self.world.main else 0) as advance:
+                with progress(label, total, enabled=self.world.main) as advance:
                     advance(s.step)
 
                     def report(st: Progress, elapsed: float) -> None:
@@ -320,8 +321,9 @@ class Trainer:
                         advance(1, info=f"loss {st.sums.get('loss', 0.0) / max(st.samples, 1):.4f}  {rate:.0f} img/s")
 
                     finished = self._train_epoch(stop, report)
+                val_start = time.perf_counter()
                 metrics = self.validate()
-                row = self._end_epoch(lr, metrics)
+                row = self._end_epoch(lr, metrics, val_seconds=time.perf_counter() - val_start)
                 if report_epoch is not None and self.world.main:
                     report_epoch(row)
                 s.epoch += 1

@@ -19,7 +19,7 @@ def test_prepare_writes_same_names_at_size_and_resumes(tmp_path):
     names = [f"{i:08d}_000.png" for i in range(6)]
     _images(tmp_path / "src" / "images_001" / "images", names)
     out = tmp_path / "cache"
-    report = prepare_cache(names + ["absent.png"], tmp_path / "src", out, size=16, workers=1)
+    report = prepare_cache([*names, "absent.png"], tmp_path / "src", out, size=16, workers=1)
     assert report.written == 6 and report.missing == ["absent.png"] and not report.errors
     assert sorted(p.name for p in (out / "images").iterdir()) == names
     with Image.open(out / "images" / names[0]) as img:

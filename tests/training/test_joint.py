@@ -3,7 +3,7 @@ import math
 import pandas as pd
 import pytest
 import torch
-from conftest import autoencoder_options, classifier_options
+from tests_support import autoencoder_options, classifier_options
 
 from cxrtool.errors import InputError
 from cxrtool.models.checkpoints import read_info, read_tensors

@@ -5,7 +5,7 @@ import signal
 import pandas as pd
 import pytest
 import torch
-from conftest import autoencoder_options, classifier_options
+from tests_support import autoencoder_options, classifier_options
 
 from cxrtool.data.labels import LABELS
 from cxrtool.errors import InputError, Interrupted, RunFailure

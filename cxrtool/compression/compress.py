@@ -1,0 +1,375 @@
+"""`cxrtool compress`: every image under a folder through a checkpoint's encoder into a latent store (SPEC §5).
+
+    IN_DIR ── sorted listing ── image k → shard k // S ── part i/N takes shards k % N == i
+    DataLoader workers: read, single channel, [--size resize], edge-pad to ×4 ──► main: FastEncoder (one thread)
+    ──► uint8 round(clamp(z,0,1)·255) | float16 z ──► ShardWriter ── whole shard renamed into place
+    ──► manifest.csv, errors.csv (rebuilt from the shards after each one) ──► summary.json
+
+The assignment of images to shards depends on the listing alone, never on failures or on what is done, so a rerun
+skips the shards that exist and redoes the rest, and N parts merged give a single run's files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from cxrtool.artifacts import write_json
+from cxrtool.compression import store as fmt
+from cxrtool.compression import store_write as write
+from cxrtool.compression.fast_encoder import FastEncoder
+from cxrtool.data.images import IMAGE_SUFFIXES, ImageReadError, _walk, image_header, open_image, to_unit
+from cxrtool.data.transforms import resize
+from cxrtool.errors import InputError, Interrupted
+from cxrtool.log import warn
+from cxrtool.models.autoencoder import SCALE, make_decoder, make_encoder
+from cxrtool.models.checkpoints import encoder_identity, load_parts, read_info
+from cxrtool.training.signals import ignore_in_worker
+
+Progress = Callable[[int], None]
+
+
+def default_workers() -> int:
+    """min(4, CPUs − 1), at least 1 where there are two CPUs or more: the main process encodes, workers decode."""
+    cpus = os.cpu_count() or 1
+    return 0 if cpus < 2 else max(1, min(4, cpus - 1))
+
+
+@dataclass(frozen=True)
+class Codec:
+    """The encoder and decoder tensors of a stage-2 (autoencoder) or stage-3 (joint) checkpoint."""
+
+    path: Path
+    kind: str
+    identity: str
+    tensors: dict[str, torch.Tensor]
+    input: dict[str, Any] = field(default_factory=dict)
+
+    def module(self, prefix: str) -> nn.Sequential:
+        module = make_encoder() if prefix == "encoder" else make_decoder()
+        n = len(prefix) + 1
+        module.load_state_dict({k[n:]: v for k, v in self.tensors.items() if k.startswith(prefix + ".")})
+        return module.eval().requires_grad_(False)
+
+
+def load_codec(ckpt: Path, *, flag: str = "--ckpt") -> Codec:
+    info = read_info(ckpt, flag=flag)
+    tensors = load_parts(info.path, ("encoder.", "decoder."), kinds=("autoencoder", "joint"), flag=flag)
+    return Codec(info.path.resolve(), info.kind, encoder_identity(tensors), tensors, info.input)
+
+
+@dataclass(frozen=True)
+class CompressOptions:
+    ckpt: Path
+    size: int | None = None  # None: full resolution
+    dtype: str = "uint8"
+    shard_size: int = 1024
+    part: tuple[int, int] = (0, 1)  # (i, N): this worker takes the shards k with k % N == i
+    workers: int = 0
+    strict: bool = False
+    overwrite: bool = False
+
+
+@dataclass(frozen=True)
+class Plan:
+    rel_paths: list[str]  # every image under IN_DIR, sorted
+    shard_size: int
+    part: tuple[int, int]
+
+    @property
+    def assigned(self) -> list[int]:
+        shards = -(-len(self.rel_paths) // self.shard_size)
+        return [k for k in range(shards) if k % self.part[1] == self.part[0]]
+
+    def members(self, k: int) -> list[str]:
+        return self.rel_paths[k * self.shard_size : (k + 1) * self.shard_size]
+
+
+@dataclass
+class CompressReport:
+    out: Path
+    summary: dict[str, Any]
+    errors: list[tuple[str, str]]
+    shards_skipped: int
+    shards_written: int
+
+
+def list_images(in_dir: Path) -> list[str]:
+    """POSIX paths relative to `in_dir` of every image below it (hidden entries skipped), sorted."""
+    if not Path(in_dir).is_dir():
+        raise InputError(f"IN_DIR {in_dir} does not exist or is not a folder")
+    return sorted(_walk(Path(in_dir), ""))
+
+
+def parse_part(text: str | None, env: dict[str, str] | None = None) -> tuple[tuple[int, int], bool]:
+    """(i, N) from `--shard i/N`, else from torchrun's RANK/WORLD_SIZE; the flag says it came from the environment."""
+    env = os.environ if env is None else env
+    if text is None:
+        size = int(env.get("WORLD_SIZE", "1"))
+        return ((int(env.get("RANK", "0")), size), True) if size > 1 else ((0, 1), False)
+    try:
+        i, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        i, n = -1, 0
+    if not 0 <= i < n:
+        raise InputError(f"--shard must be i/N with 0 <= i < N (e.g. 0/4), not {text!r}")
+    return (i, n), False
+
+
+def part_out_dir(out: Path, part: tuple[int, int], from_env: bool) -> Path:
+    """Under torchrun every rank gets the same OUT_DIR, so each writes its part to OUT_DIR/part-i-of-N."""
+    return Path(out) / f"part-{part[0]}-of-{part[1]}" if from_env else Path(out)
+
+
+def _check_options(options: CompressOptions) -> None:
+    if options.dtype not in fmt.DTYPES:
+        raise InputError(f"--dtype must be uint8 or float16, not {options.dtype!r}")
+    if options.size is not None and (options.size < SCALE or options.size % SCALE):
+        raise InputError(f"--size must be a positive multiple of {SCALE} (e.g. 896), not {options.size}")
+    if options.shard_size < 1:
+        raise InputError(f"--shard-size must be at least 1, not {options.shard_size}")
+
+
+def refuse_inside(in_dir: Path, out: Path) -> None:
+    """OUT_DIR inside IN_DIR would be walked as input next time (and IN_DIR must stay untouched)."""
+    src, dst = Path(in_dir).resolve(), Path(out).resolve()
+    if dst == src or src in dst.parents:
+        raise InputError(f"OUT_DIR {out} is inside IN_DIR {in_dir}; choose a folder outside the images")
+
+
+def prepare_out_dir(
+    in_dir: Path, out: Path, settings: dict[str, Any], part: tuple[int, int], *, overwrite: bool
+) -> None:
+    """Refuse a foreign folder or a store of other settings; --overwrite starts afresh."""
+    refuse_inside(in_dir, out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"OUT_DIR {out} is a file; give a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    if overwrite:
+        for path in write.store_files(out):
+            path.unlink()
+    write.clean_temporaries(out)
+    if not (out / fmt.SUMMARY).is_file():
+        if any(out.iterdir()):
+            raise InputError(f"OUT_DIR {out} holds files but no latent store; pass --overwrite or choose another")
+        return
+    summary = fmt.read_summary(out, flag="OUT_DIR")
+    wanted = {**settings, "part": f"{part[0]}/{part[1]}"}
+    diffs = [f"{k} {summary.get(k)} (now {v})" for k, v in wanted.items() if summary.get(k) != v]
+    if diffs:
+        raise InputError(
+            f"OUT_DIR {out} is a store made with other settings: {'; '.join(diffs)}. A rerun resumes only with the "
+            "same checkpoint, --dtype, --size, --shard-size and --shard; pass --overwrite to start afresh"
+        )
+
+
+def done_shards(out: Path, plan: Plan, settings: dict[str, Any]) -> dict[int, fmt.ShardInfo]:
+    """The finished shards already in OUT_DIR, each checked against the settings and the current listing."""
+    assigned, done = set(plan.assigned), {}
+    for path in sorted(out.glob("latents-*.safetensors")):
+        k = fmt.shard_index(path.name)
+        if k is None:
+            continue
+        try:
+            info = fmt.read_shard(path)
+        except InputError as e:
+            warn(f"{e}; encoding it again")
+            continue
+        stale = k not in assigned or info.index != k or info.rel_paths != plan.members(k)
+        if stale or info.settings != settings:
+            raise InputError(
+                f"{path} does not belong to this run (IN_DIR's images or the settings changed since it was "
+                "written); pass --overwrite to start afresh"
+            )
+        done[k] = info
+    return done
+
+
+class Item(NamedTuple):
+    rel: str
+    x: torch.Tensor | None  # 1×1×H×W in [0, 1], sides multiples of 4
+    width: int
+    height: int
+    mode: str
+    file_bytes: int
+    error: str | None
+
+
+def load_item(root: Path, rel: str, size: int | None) -> Item:
+    """Read one image as the encoder takes it; an unreadable file becomes an Item with an error (named by rel)."""
+    path = root / rel
+    try:
+        file_bytes = path.stat().st_size
+        img = open_image(path)
+        width, height, mode = image_header(path)
+    except (ImageReadError, OSError) as e:
+        return Item(rel, None, 0, 0, "", 0, str(e).replace(str(path), rel))
+    if size is not None:
+        img = resize(img, size)  # as the evaluation transforms do, so `evaluate --latents` matches the images
+    x = to_unit(img)
+    pad = ((0, -x.shape[0] % SCALE), (0, -x.shape[1] % SCALE))
+    if pad[0][1] or pad[1][1]:
+        x = np.pad(x, pad, mode="edge")
+    return Item(rel, torch.from_numpy(np.ascontiguousarray(x))[None, None], width, height, mode, file_bytes, None)
+
+
+class _Images(Dataset):
+    def __init__(self, root: Path, rels: Sequence[str], size: int | None) -> None:
+        self.root, self.rels, self.size = Path(root), list(rels), size
+
+    def __len__(self) -> int:
+        return len(self.rels)
+
+    def __getitem__(self, i: int) -> Item:
+        return load_item(self.root, self.rels[i], self.size)
+
+
+def _keep(item: Item) -> Item:
+    return item
+
+
+def latent_fn(codec: Codec, dtype: str) -> Callable[[torch.Tensor], tuple[np.ndarray, int]]:
+    """x → (stored latent, count of values outside [0, 1]); a joint model's latent is clamped by the model."""
+    fast = FastEncoder(codec.module("encoder"))
+    clamp = codec.kind == "joint"
+
+    def encode(x: torch.Tensor) -> tuple[np.ndarray, int]:
+        z = fast(x)[0, 0]
+        z = z.clamp(0.0, 1.0) if clamp else z
+        outside = int(((z < 0) | (z > 1)).sum())
+        if dtype == "uint8":
+            return z.clamp(0.0, 1.0).mul_(255.0).round_().to(torch.uint8).numpy(), outside
+        return z.half().numpy(), outside
+
+    return encode
+
+
+def _encode_shards(
+    in_dir: Path,
+    out: Path,
+    plan: Plan,
+    todo: list[int],
+    codec: Codec,
+    settings: dict[str, Any],
+    *,
+    workers: int,
+    strict: bool,
+    progress: Progress | None,
+) -> Iterator[fmt.ShardInfo]:
+    """Encode the shards in `todo`, yielding each one's info once it is on disk."""
+    dataset = _Images(in_dir, [rel for k in todo for rel in plan.members(k)], settings["size"])
+    loader = DataLoader(
+        dataset, batch_size=None, collate_fn=_keep, num_workers=workers, worker_init_fn=ignore_in_worker
+    )
+    encode, items = latent_fn(codec, settings["dtype"]), iter(loader)
+    for k in todo:
+        records, errors, outside = [], [], 0
+        with write.ShardWriter(out / fmt.shard_name(k), settings["dtype"]) as writer:
+            for _ in plan.members(k):
+                item = next(items)
+                if item.error is not None:
+                    if strict:
+                        raise InputError(f"{item.error} (--strict stops at the first unreadable image)")
+                    errors.append((item.rel, item.error))
+                else:
+                    latent, n_out = encode(item.x)
+                    nbytes = writer.add(item.rel, latent)
+                    outside += n_out
+                    h, w = latent.shape
+                    records.append(
+                        fmt.Record(item.rel, item.width, item.height, item.mode, item.file_bytes, h, w, nbytes)
+                    )
+                if progress:
+                    progress(1)
+            writer.finish(write.shard_metadata(settings, k, records, errors, outside))
+        yield fmt.read_shard(out / fmt.shard_name(k))
+
+
+def compress_folder(
+    in_dir: Path,
+    out: Path,
+    options: CompressOptions,
+    *,
+    progress: Progress | None = None,
+    after_shard: Callable[[fmt.ShardInfo], None] | None = None,
+) -> CompressReport:
+    """Encode IN_DIR into the store OUT_DIR, resuming what a killed or interrupted run left."""
+    start = time.perf_counter()
+    _check_options(options)
+    in_dir, out = Path(in_dir), Path(out)
+    refuse_inside(in_dir, out)
+    codec = load_codec(options.ckpt)
+    crop = codec.input.get("crop")
+    if codec.kind == "joint" and crop and options.size != crop:
+        warn(f"{codec.path} classifies at {crop}x{crop}: `evaluate --latents` needs a store made with --size {crop}")
+    plan = Plan(list_images(in_dir), options.shard_size, options.part)
+    if not plan.rel_paths:
+        raise InputError(f"IN_DIR {in_dir} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    settings = {"encoder_sha256": codec.identity, "dtype": options.dtype, "size": options.size}
+    settings["shard_size"] = options.shard_size
+    prepare_out_dir(in_dir, out, settings, options.part, overwrite=options.overwrite)
+    fields = _fields(in_dir, out, plan, codec, options)
+    done = done_shards(out, plan, settings)
+    write_json(
+        out / fmt.SUMMARY,
+        write.build_summary(list(done.values()), settings=settings, part=options.part, complete=False, fields=fields),
+    )
+    if progress:
+        progress(sum(len(plan.members(k)) for k in done))
+    infos, todo = dict(done), [k for k in plan.assigned if k not in done]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # FastEncoder's slabs suit one thread; the workers decode in parallel
+    try:
+        shards = _encode_shards(
+            in_dir, out, plan, todo, codec, settings, workers=options.workers, strict=options.strict, progress=progress
+        )
+        for info in shards:
+            infos[info.index] = info
+            write.write_tables(out, infos.values(), options.dtype)
+            if after_shard:
+                after_shard(info)
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"stopped; the {len(infos)} finished shard(s) in {out} are kept: run the same command again to continue"
+        ) from None
+    finally:
+        torch.set_num_threads(threads)
+    write.write_tables(out, infos.values(), options.dtype)
+    seconds = time.perf_counter() - start
+    encoded_now = sum(len(infos[k].records) for k in todo)
+    fields.update(seconds=seconds, encoded_this_run=encoded_now, images_per_s=encoded_now / seconds)
+    ordered = [infos[k] for k in sorted(infos)]
+    summary = write.build_summary(ordered, settings=settings, part=options.part, complete=True, fields=fields)
+    write_json(out / fmt.SUMMARY, summary)
+    errors = [e for info in ordered for e in info.errors]
+    return CompressReport(out, summary, errors, len(done), len(todo))
+
+
+def _fields(in_dir: Path, out: Path, plan: Plan, codec: Codec, options: CompressOptions) -> dict[str, Any]:
+    """summary.json's fields beyond the settings and totals."""
+    if codec.kind == "joint":
+        clamp = "by the model (joint checkpoint)"
+    else:
+        clamp = "to [0, 1] for uint8" if options.dtype == "uint8" else "none (float16 stores z as is)"
+    return {
+        "in_dir": str(in_dir.resolve()),
+        "ckpt": str(codec.path),
+        "ckpt_kind": codec.kind,
+        "images_total": len(plan.rel_paths),
+        "shards_expected": len(plan.assigned),
+        "listing_sha256": hashlib.sha256("\n".join(plan.rel_paths).encode()).hexdigest(),
+        "latent_clamp": clamp,
+        "bytes_out_counts": "shard files on disk, headers included",
+        "bytes_in_counts": "the encoded images' files",
+        "config": {**asdict(options), "in_dir": str(in_dir), "out_dir": str(out), "part": list(options.part)},
+    }

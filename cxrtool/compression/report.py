@@ -1,0 +1,277 @@
+"""The codec report: the autoencoder against classic codecs at the same rate, on one set of images.
+
+    image (8-bit) ─┬─ encoder ─ z ─┬─ round(clamp(z,0,1)·255)/255 ─ decoder ─► x̂   autoencoder uint8    1 B/latent
+                   │               └─ z as float16 ────────────────── decoder ─► x̂   autoencoder float16  2 B/latent
+                   ├─ down 4× and up (bicubic, Lanczos) ───────────────────────► x̂   same 8-bit samples as uint8
+                   └─ JPEG / WebP / JPEG 2000 at the one setting whose pooled bpp is nearest the uint8 row's ─► x̂
+
+Every row is scored against the image's 8-bit values (a 16-bit source is rounded to 8 bits first, so every method
+sees the same reference): PSNR is the mean over images of `psnr_8bit`, SSIM the mean of `ssim` (Wang et al. 2004,
+Gaussian σ = 1.5, data range 255), both on the 8-bit-rounded reconstruction.
+
+Bits per pixel are pooled over the set, 8·Σbytes / Σpixels of the images as scored (after `size`), the definition of
+`search_setting_for_set` and of a latent store's summary.json:
+* autoencoder: the latent's payload, ceil(H/4)·ceil(W/4) values of 1 byte (uint8) or 2 (float16), so 0.5 and 1.0
+  bpp when both sides are multiples of 4 and a little more otherwise (the edge padding is stored too). A latent store
+  adds its shard header and manifest on top; that overhead is tiny per image, and `compress` reports the bpp of the
+  bytes on disk in its summary.json;
+* bicubic and Lanczos: the 8-bit downsampled image, the same count of bytes as the uint8 latent;
+* JPEG, WebP, JPEG 2000: whole files, headers included (a few hundred bytes each, which matters on small images).
+
+An image the autoencoder reconstructs exactly has PSNR = inf and so would the row's mean; the report keeps that
+(honestly, rather than leaving the image out) and says so in a note. A real radiograph at 0.5 bpp never gets there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cxrtool.compression.baselines import (
+    CODECS,
+    CodecUnavailable,
+    check_codec,
+    decode,
+    downsampled_shape,
+    resample_roundtrip,
+    search_setting_for_set,
+)
+from cxrtool.data.images import IMAGE_SUFFIXES, ImageReadError, open_image, to_unit
+from cxrtool.errors import InputError
+from cxrtool.evaluation.quality import SSIM_WINDOW, psnr_8bit, ssim
+
+COLUMNS = ("method", "setting", "bpp", "psnr", "ssim", "images")
+RESAMPLING = ("bicubic", "lanczos")
+# A codec whose pooled bpp misses the target by more than this share gets a note (small images: headers dominate).
+RATE_TOLERANCE = 0.05
+
+Advance = Callable[..., None]
+ProgressFactory = Callable[[str, "int | None"], AbstractContextManager[Advance]]
+
+
+@dataclass
+class CodecReport:
+    """`table` has the columns of `COLUMNS`, one row per method and setting; notes and warnings are for the log."""
+
+    table: pd.DataFrame
+    notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # a codec left out or off its rate, an infinite PSNR
+    skipped: list[tuple[Path, str]] = field(default_factory=list)  # (image, why)
+
+
+@contextlib.contextmanager
+def _no_progress(description: str, total: int | None) -> Iterator[Advance]:
+    yield lambda n=1, info=None: None
+
+
+def list_images(folder: Path, *, limit: int | None = None) -> list[Path]:
+    """Image files below `folder` (any nesting, hidden entries skipped), sorted by relative path; the first `limit`."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"{folder} (IN_DIR) does not exist or is not a folder")
+    found = []
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        found += [Path(root, f) for f in files if not f.startswith(".") and Path(f).suffix.lower() in IMAGE_SUFFIXES]
+    found.sort(key=lambda p: p.relative_to(folder).as_posix())
+    if not found:
+        raise InputError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found below {folder} (IN_DIR)")
+    return found[:limit] if limit is not None else found
+
+
+def resolve_codecs(codecs: Sequence[str] | None) -> tuple[list[str], list[str]]:
+    """(codecs to run, warnings). None: every codec this Pillow has, a missing one warned of; a named one must exist."""
+    if codecs is not None:
+        for codec in codecs:
+            check_codec(codec)  # unknown or unavailable: a typed error naming the fix
+        return list(dict.fromkeys(codecs)), []
+    chosen, warnings = [], []
+    for codec in CODECS:
+        try:
+            check_codec(codec)
+        except CodecUnavailable as e:
+            warnings.append(f"left out: {e}")
+        else:
+            chosen.append(codec)
+    return chosen, warnings
+
+
+def load_references(
+    paths: Sequence[Path], *, size: int | None, progress: ProgressFactory = _no_progress
+) -> tuple[list[np.ndarray], list[tuple[Path, str]]]:
+    """(8-bit images, skipped (path, why)): each image as one channel, resized to size×size if asked."""
+    from cxrtool.data.transforms import resize
+
+    images, skipped = [], []
+    with progress("load", len(paths)) as advance:
+        for path in paths:
+            try:
+                img = open_image(path)
+            except ImageReadError as e:
+                skipped.append((path, str(e)))
+            else:
+                img = resize(img, size) if size is not None else img
+                if min(img.size) < SSIM_WINDOW:
+                    skipped.append((path, f"{img.width}×{img.height} is smaller than SSIM's {SSIM_WINDOW}-px window"))
+                else:
+                    images.append(np.round(to_unit(img) * 255.0).astype(np.uint8))
+            advance()
+    return images, skipped
+
+
+class _Scores:
+    """Running PSNR/SSIM of one row."""
+
+    def __init__(self) -> None:
+        self.psnr: list[float] = []
+        self.ssim: list[float] = []
+
+    def add(self, reference: np.ndarray, test: np.ndarray) -> None:
+        self.psnr.append(psnr_8bit(reference, test))
+        self.ssim.append(ssim(reference, test))
+
+    def row(self, method: str, setting: str, bpp: float) -> dict:
+        # One exact image makes the mean inf: kept, and warned of, rather than dropping that image.
+        psnr, mean_ssim = float(np.mean(self.psnr)), float(np.mean(self.ssim))
+        return {"method": method, "setting": setting, "bpp": bpp, "psnr": psnr, "ssim": mean_ssim}
+
+
+def _pooled_bpp(images: Sequence[np.ndarray], bytes_per_image: Callable[[np.ndarray], int]) -> float:
+    return 8.0 * sum(bytes_per_image(a) for a in images) / sum(a.size for a in images)
+
+
+def autoencoder_rows(
+    model: object, images: Sequence[np.ndarray], *, clamp_latent: bool, progress: ProgressFactory = _no_progress
+) -> tuple[list[dict], list[str]]:
+    """The uint8 and float16 rows of an autoencoder or joint model (anything with `.encoder` and `.decoder`)."""
+    import torch
+
+    from cxrtool.compression.fast_encoder import FastEncoder
+    from cxrtool.models.autoencoder import SCALE, pad_to_multiple
+
+    encoder, decoder = FastEncoder(model.encoder), model.decoder.eval()  # type: ignore[attr-defined]
+    u8, f16 = _Scores(), _Scores()
+    outside = values = 0
+    with progress("autoencoder", len(images)) as advance, torch.inference_mode():
+        for image in images:
+            h, w = image.shape
+            x = torch.from_numpy(image.astype(np.float32) * np.float32(1.0 / 255.0))[None, None]
+            z = encoder(pad_to_multiple(x))
+            # The joint model clamps its latent; the stage-2 model does not, so uint8 storage clips it (SPEC §5).
+            z = z.clamp(0.0, 1.0) if clamp_latent else z
+            outside += int(((z < 0) | (z > 1)).sum())
+            values += z.numel()
+            quantised = torch.round(z.clamp(0.0, 1.0) * 255.0) / 255.0
+            x_hat = decoder(torch.cat([quantised, z.half().float()]))[..., :h, :w].numpy()
+            u8.add(image, x_hat[0, 0])
+            f16.add(image, x_hat[1, 0])
+            advance()
+
+    def latent_values(image: np.ndarray) -> int:
+        return math.prod(downsampled_shape(image.shape, SCALE))
+
+    rows = [
+        u8.row("autoencoder", "uint8", _pooled_bpp(images, latent_values)),
+        f16.row("autoencoder", "float16", _pooled_bpp(images, lambda a: 2 * latent_values(a))),
+    ]
+    notes = []
+    if not clamp_latent:
+        notes.append(
+            f"autoencoder: {outside / values:.4%} of latent values lie outside [0, 1] (stage-2 latents are not "
+            "clamped); the uint8 row clips them, the float16 row keeps them"
+        )
+    return rows, notes
+
+
+def resampling_rows(images: Sequence[np.ndarray], *, progress: ProgressFactory = _no_progress) -> list[dict]:
+    """Bicubic and Lanczos down 4× per side and back: the 8-bit samples the uint8 latent would hold."""
+    from cxrtool.models.autoencoder import SCALE
+
+    rows = []
+    bpp = _pooled_bpp(images, lambda a: math.prod(downsampled_shape(a.shape, SCALE)))
+    for method in RESAMPLING:
+        scores = _Scores()
+        with progress(method, len(images)) as advance:
+            for image in images:
+                scores.add(image, resample_roundtrip(image, SCALE, method))  # type: ignore[arg-type]
+                advance()
+        rows.append(scores.row(method, f"{SCALE}x", bpp))
+    return rows
+
+
+def codec_row(
+    images: Sequence[np.ndarray], codec: str, target_bpp: float, *, progress: ProgressFactory = _no_progress
+) -> tuple[dict, list[str]]:
+    """One codec at the single setting whose pooled bpp over `images` is nearest `target_bpp`, and its warnings."""
+    scores = _Scores()
+    with progress(codec, len(images)) as advance:
+        advance(0, info="searching the setting")
+        found = search_setting_for_set(images, codec, target_bpp)  # type: ignore[arg-type]
+        setting = f"ratio={found.setting:.2f}" if codec == "jpeg2000" else f"quality={int(found.setting)}"
+        for image, data in zip(images, found.data):
+            scores.add(image, decode(data))
+            advance(info=setting)
+    warnings = []
+    if abs(found.bpp - target_bpp) > RATE_TOLERANCE * target_bpp:
+        warnings.append(
+            f"{codec}: the nearest rate it reaches is {found.bpp:.4f} bpp ({setting}), not {target_bpp:.4f}; "
+            "on small images the file headers alone can exceed the budget"
+        )
+    return scores.row(codec, setting, found.bpp), warnings
+
+
+def codec_report(
+    paths: Sequence[Path],
+    ckpt: Path,
+    *,
+    size: int | None = None,
+    codecs: Sequence[str] | None = None,
+    progress: ProgressFactory | None = None,
+) -> CodecReport:
+    """The report on `paths` for the autoencoder (or joint) checkpoint `ckpt`; see the module's docstring.
+
+    `size` resizes every image to size×size first (bilinear, as evaluation does; e.g. 896 for a joint model).
+    `codecs` None runs every codec Pillow has (a missing one is noted); a named codec Pillow lacks is an error.
+    `progress(description, total)` is a context manager yielding `advance(n=1, info=None)`, one per phase.
+    """
+    from cxrtool.models.checkpoints import load_model
+
+    if size is not None and size < SSIM_WINDOW:
+        raise InputError(f"--size {size} is too small: SSIM needs at least {SSIM_WINDOW}×{SSIM_WINDOW} pixels")
+    progress = progress or _no_progress
+    chosen, warnings = resolve_codecs(codecs)
+    model, info = load_model(ckpt, kinds=("autoencoder", "joint"))
+    images, skipped = load_references(paths, size=size, progress=progress)
+    if not images:
+        raise InputError(f"none of the {len(paths)} image(s) could be used; first problem: {skipped[0][1]}")
+    rows, notes = autoencoder_rows(model, images, clamp_latent=info.kind == "joint", progress=progress)
+    rows += resampling_rows(images, progress=progress)
+    for codec in chosen:
+        row, codec_warnings = codec_row(images, codec, rows[0]["bpp"], progress=progress)
+        rows.append(row)
+        warnings += codec_warnings
+    inf_rows = [f"{r['method']} {r['setting']}" for r in rows if math.isinf(r["psnr"])]
+    if inf_rows:
+        warnings.append(f"PSNR is inf for {', '.join(inf_rows)}: at least one image was reconstructed exactly")
+    table = pd.DataFrame(rows).assign(images=len(images))[list(COLUMNS)]
+    return CodecReport(table=table, notes=notes, warnings=warnings, skipped=skipped)
+
+
+def best_marks(table: pd.DataFrame) -> list[str]:
+    """Per row: 'psnr', 'ssim', 'psnr, ssim' or '' where the row has the highest value of that metric (ties too)."""
+    marks: list[list[str]] = [[] for _ in range(len(table))]
+    for metric in ("psnr", "ssim"):
+        values = table[metric].to_numpy(dtype=float)
+        if np.isnan(values).all():
+            continue
+        for i in np.flatnonzero(values == np.nanmax(values)):
+            marks[i].append(metric)
+    return [", ".join(m) for m in marks]

@@ -1,0 +1,235 @@
+"""The latent store of SPEC §5: shards of latents, manifest.csv, errors.csv and summary.json. No torch here.
+
+    OUT_DIR/latents-00000.safetensors   images 0 … S−1 of IN_DIR's sorted listing (S = --shard-size), minus failures
+            latents-00001.safetensors   images S … 2S−1, …
+            manifest.csv                one row per encoded image, sorted by rel_path (= shard order)
+            errors.csv                  rel_path, error: the files that could not be read
+            summary.json                settings, counts, bytes, bits per pixel, seconds, encoder identity
+
+A shard is self-contained: its metadata holds the settings, the encoder identity and the records of its images
+(original size and mode, file bytes) and of its failures, so manifest.csv, errors.csv and the totals are rebuilt from
+the shards alone. That is what makes a resumed run, or a merge of parts, reproduce an uninterrupted run's files.
+
+This module holds the format and the reading side (`open_store`, `Store.read`, `check_identity`, for `decompress`
+and `evaluate --latents`); `store_write` the writing side.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cxrtool.artifacts import read_json, read_safetensors_header
+from cxrtool.errors import InputError
+
+FORMAT = "cxrtool-latents"
+SUMMARY, MANIFEST, ERRORS = "summary.json", "manifest.csv", "errors.csv"
+MANIFEST_COLUMNS = (
+    "image",
+    "rel_path",
+    "shard",
+    "key",
+    "orig_width",
+    "orig_height",
+    "orig_mode",
+    "latent_height",
+    "latent_width",
+    "dtype",
+    "bytes",
+)
+ERROR_COLUMNS = ("rel_path", "error")
+DTYPES = {"uint8": ("U8", np.dtype("u1")), "float16": ("F16", np.dtype("<f2"))}
+# What must match between a store, its shards and a rerun (or the parts of a merge).
+SETTINGS = ("encoder_sha256", "dtype", "size", "shard_size")
+
+
+def shard_name(index: int) -> str:
+    return f"latents-{index:05d}.safetensors"
+
+
+def shard_index(name: str) -> int | None:
+    """The index in a shard's file name, or None for another file."""
+    if not (name.startswith("latents-") and name.endswith(".safetensors")):
+        return None
+    digits = name[len("latents-") : -len(".safetensors")]
+    return int(digits) if digits.isdigit() else None
+
+
+def size_text(size: int | None) -> str:
+    return "full" if size is None else str(size)
+
+
+@dataclass(frozen=True)
+class Record:
+    """One encoded image of a shard."""
+
+    rel_path: str
+    orig_width: int
+    orig_height: int
+    orig_mode: str
+    file_bytes: int
+    latent_height: int
+    latent_width: int
+    bytes: int  # the latent's bytes in the shard (its tensor data)
+
+
+@dataclass(frozen=True)
+class ShardInfo:
+    path: Path
+    index: int
+    settings: dict[str, Any]
+    records: list[Record]
+    errors: list[tuple[str, str]]
+    latent_outside: int  # latent values outside [0, 1] before any clamping
+    disk_bytes: int
+
+    @property
+    def rel_paths(self) -> list[str]:
+        """Every image the shard covers, encoded or failed, in listing order."""
+        return sorted([r.rel_path for r in self.records] + [rel for rel, _ in self.errors])
+
+
+def read_shard(path: Path) -> ShardInfo:
+    """A shard's settings and records from its header; InputError when it is not a whole cxrtool shard."""
+    path = Path(path)
+    meta, tensors = read_safetensors_header(path)
+    try:
+        with path.open("rb") as f:
+            header_len = int.from_bytes(f.read(8), "little")
+        data_len = max((t["data_offsets"][1] for t in tensors.values()), default=0)
+        if path.stat().st_size != 8 + header_len + data_len:
+            raise ValueError(f"{path.stat().st_size} bytes where its header promises {8 + header_len + data_len}")
+        if meta.get("cxrtool.kind") != "latents":
+            raise ValueError("no cxrtool.kind=latents in its metadata")
+        size = meta["cxrtool.size"]
+        settings = {
+            "encoder_sha256": meta["cxrtool.encoder_sha256"],
+            "dtype": meta["cxrtool.dtype"],
+            "size": None if size == "full" else int(size),
+            "shard_size": int(meta["cxrtool.shard_size"]),
+        }
+        records = []
+        for rel, width, height, mode, file_bytes in json.loads(meta["cxrtool.images"]):
+            start, end = tensors[rel]["data_offsets"]
+            h, w = tensors[rel]["shape"]
+            records.append(Record(rel, width, height, mode, file_bytes, h, w, end - start))
+        errors = [(rel, message) for rel, message in json.loads(meta["cxrtool.errors"])]
+        index, outside = int(meta["cxrtool.shard"]), int(meta["cxrtool.latent_outside"])
+    except (OSError, KeyError, ValueError, TypeError) as e:
+        raise InputError(f"{path} is not a complete cxrtool latent shard ({e})") from None
+    return ShardInfo(path, index, settings, records, errors, outside, path.stat().st_size)
+
+
+def read_summary(out: Path, *, flag: str) -> dict[str, Any]:
+    summary = read_json(Path(out) / SUMMARY)
+    if not isinstance(summary, dict) or summary.get("format") != FORMAT:
+        raise InputError(f"{out} ({flag}) is not a cxrtool latent store (its summary.json has no format {FORMAT})")
+    return summary
+
+
+def identity_message(store: str, ckpt: str, *, root: Path, flag: str, path: Any) -> str:
+    return (
+        f"{flag} {path} has encoder identity {ckpt}, but the store {root} was encoded with {store}; "
+        f"use the checkpoint the store was made with (its summary.json names it) or compress again"
+    )
+
+
+@dataclass
+class Store:
+    """A latent store opened for reading: `read(keys)` and `iter_latents()` return float32 latents."""
+
+    root: Path
+    summary: dict[str, Any]
+    manifest: Any  # pandas DataFrame with MANIFEST_COLUMNS
+
+    @property
+    def identity(self) -> str:
+        return self.summary["encoder_sha256"]
+
+    @property
+    def size(self) -> int | None:
+        return self.summary["size"]
+
+    @property
+    def dtype(self) -> str:
+        return self.summary["dtype"]
+
+    @cached_property
+    def shard_of(self) -> dict[str, str]:
+        """key → the shard file that holds it."""
+        return dict(zip(self.manifest["key"], self.manifest["shard"]))
+
+    def shard_paths(self) -> list[Path]:
+        return [self.root / name for name in dict.fromkeys(self.manifest["shard"])]
+
+    def read(self, keys: Iterable[str]) -> dict[str, np.ndarray]:
+        keys, where = list(keys), self.shard_of
+        missing = [k for k in keys if k not in where]
+        if missing:
+            raise InputError(f"{len(missing)} key(s) are not in the store {self.root}, e.g. {', '.join(missing[:3])}")
+        by_shard: dict[str, list[str]] = {}
+        for key in keys:
+            by_shard.setdefault(where[key], []).append(key)
+        out: dict[str, np.ndarray] = {}
+        for shard, names in by_shard.items():
+            out.update(_read_latents(self.root / shard, names))
+        return {k: out[k] for k in keys}
+
+    def iter_latents(self) -> Iterator[tuple[str, np.ndarray]]:
+        """(key, float32 latent) for every image, in manifest order, one shard open at a time."""
+        from safetensors import safe_open
+
+        for shard, rows in self.manifest.groupby("shard", sort=False):
+            with safe_open(str(self.root / shard), framework="np") as f:
+                for key in rows["key"]:
+                    yield key, _to_float(f.get_tensor(key))
+
+
+def _read_latents(path: Path, keys: Sequence[str]) -> dict[str, np.ndarray]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="np") as f:
+        return {key: _to_float(f.get_tensor(key)) for key in keys}
+
+
+def _to_float(latent: np.ndarray) -> np.ndarray:
+    if latent.dtype == np.uint8:
+        return latent.astype(np.float32) * np.float32(1.0 / 255.0)
+    return latent.astype(np.float32)
+
+
+def open_store(path: Path, *, flag: str = "--latents") -> Store:
+    """A finished store (or finished part), checked: summary format, manifest columns, every shard's identity."""
+    from cxrtool.artifacts import read_csv_checked
+
+    root = Path(path)
+    if not root.is_dir():
+        raise InputError(f"{root} ({flag}) is not a folder; give the OUT_DIR of `cxrtool compress`")
+    summary = read_summary(root, flag=flag)
+    if not summary.get("complete"):
+        raise InputError(f"the store {root} ({flag}) is unfinished; rerun the `cxrtool compress` that made it")
+    manifest = read_csv_checked(root / MANIFEST, MANIFEST_COLUMNS, what="a latent store's manifest.csv")
+    manifest = manifest.astype({"rel_path": str, "key": str, "shard": str})
+    for name in dict.fromkeys(manifest["shard"]):
+        settings = read_shard(root / name).settings
+        if settings["encoder_sha256"] != summary["encoder_sha256"]:
+            raise InputError(f"{root / name} was encoded by another encoder than its store's summary.json says")
+    return Store(root, summary, manifest)
+
+
+def check_identity(store: Store, ckpt: Any, *, flag: str = "--ckpt", path: Any = "") -> None:
+    """Refuse a checkpoint whose encoder/decoder differ from the store's: `ckpt` is a tensor dict or an identity."""
+    if isinstance(ckpt, str):
+        identity = ckpt
+    else:
+        from cxrtool.models.checkpoints import encoder_identity
+
+        identity = encoder_identity(ckpt)
+    if identity != store.identity:
+        raise InputError(identity_message(store.identity, identity, root=store.root, flag=flag, path=path))

@@ -1,0 +1,132 @@
+"""`cxrtool info PATH`: what an artifact is and its key figures, for a checkpoint, run directory, evaluation
+directory, latent store or `prepare` cache. Reads files only; never imports torch."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from cxrtool.artifacts import read_json, read_safetensors_header
+from cxrtool.errors import InputError
+
+
+def _checkpoint(path: Path) -> dict[str, Any]:
+    meta, tensors = read_safetensors_header(path)
+    if "cxrtool.kind" not in meta:
+        raise InputError(f"{path} is a safetensors file without cxrtool metadata")
+    params = sum(math.prod(t["shape"]) for t in tensors.values())
+    labels = json.loads(meta.get("cxrtool.labels", "[]"))
+    config = json.loads(meta.get("cxrtool.config", "{}"))
+    return {
+        "artifact": "checkpoint",
+        "path": str(path),
+        "kind": meta["cxrtool.kind"],
+        "labels": labels,
+        "input": json.loads(meta.get("cxrtool.input", "{}")),
+        "version": meta.get("cxrtool.version"),
+        "encoder_sha256": meta.get("cxrtool.encoder_sha256"),
+        "tensors": len(tensors),
+        "tensor_values": params,  # parameters and buffers (BatchNorm statistics)
+        "bytes": path.stat().st_size,
+        "epoch": config.get("epoch"),
+        "seed": config.get("seed"),
+        "config": config,
+    }
+
+
+def _run(path: Path) -> dict[str, Any]:
+    config = read_json(path / "config.json")
+    out: dict[str, Any] = {
+        "artifact": "run",
+        "path": str(path),
+        "kind": config.get("kind"),
+        "version": config.get("cxrtool_version"),
+        "world_size": config.get("world_size"),
+        "files": sorted(p.name for p in path.iterdir() if not p.name.startswith(".")),
+        "config": config.get("options", {}),
+    }
+    if (path / "history.csv").is_file():
+        history = pd.read_csv(path / "history.csv")
+        out["epochs_done"] = len(history)
+        if len(history):
+            best = history.loc[history["val_loss"].idxmin()]
+            out["best_epoch_val_loss"] = int(best["epoch"])
+            out["best_val_loss"] = float(best["val_loss"])
+            out["last"] = {
+                k: _plain(v) for k, v in history.iloc[-1].items() if not k.startswith("val_auc_") or k == "val_auc_mean"
+            }
+    if (path / "resume.json").is_file():
+        progress = read_json(path / "resume.json").get("progress", {})
+        out["resume_at"] = {"epoch": progress.get("epoch"), "step": progress.get("step")}
+    if (path / "model.safetensors").is_file():
+        out["model"] = {
+            k: v
+            for k, v in _checkpoint(path / "model.safetensors").items()
+            if k in ("epoch", "encoder_sha256", "parameters")
+        }
+    return out
+
+
+def _evaluation(path: Path) -> dict[str, Any]:
+    metrics = pd.read_csv(path / "metrics.csv")
+    config = read_json(path / "config.json") if (path / "config.json").is_file() else {}
+    mean = metrics[metrics["label"] == "Mean"]
+    out: dict[str, Any] = {
+        "artifact": "evaluation",
+        "path": str(path),
+        "checkpoint": config.get("ckpt"),
+        "kind": config.get("kind"),
+        "split": config.get("split"),
+        "images": config.get("images"),
+        "tta": config.get("tta"),
+        "version": config.get("cxrtool_version"),
+        "config": config,
+    }
+    if len(mean):
+        row = mean.iloc[0]
+        out.update(mean_auc=_plain(row["auc"]), mean_ci=[_plain(row["auc_ci_low"]), _plain(row["auc_ci_high"])])
+        out["n_labels"] = _plain(row["n_labels"])
+    return out
+
+
+def _store(path: Path) -> dict[str, Any]:
+    summary = read_json(path / "summary.json")
+    shards = sorted(p.name for p in path.glob("latents-*.safetensors"))
+    return {"artifact": "latent store", "path": str(path), "shards": len(shards), **summary}
+
+
+def _cache(path: Path) -> dict[str, Any]:
+    return {"artifact": "prepare cache", "path": str(path), **read_json(path / "cxrtool-cache.json")}
+
+
+def _plain(value: Any) -> Any:
+    value = value.item() if hasattr(value, "item") else value
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
+def describe(path: Path) -> dict[str, Any]:
+    """Recognise the artifact at `path` and summarise it."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path} does not exist")
+    if path.is_file():
+        if path.suffix == ".safetensors":
+            return _checkpoint(path)
+        raise InputError(f"{path}: not a cxrtool artifact (expected a .safetensors checkpoint or a directory)")
+    if (path / "config.json").is_file() and ((path / "history.csv").is_file() or (path / "resume.json").is_file()):
+        return _run(path)
+    if (path / "metrics.csv").is_file():
+        return _evaluation(path)
+    if (path / "summary.json").is_file() and (path / "manifest.csv").is_file():
+        return _store(path)
+    if (path / "cxrtool-cache.json").is_file():
+        return _cache(path)
+    if (path / "model.safetensors").is_file():
+        return _checkpoint(path / "model.safetensors")
+    raise InputError(
+        f"{path}: not a cxrtool artifact (a run directory, evaluation directory, latent store or prepare cache)"
+    )
