@@ -2,7 +2,8 @@
 
     plain:    PIL open → RGB → Resize(256) → RandomCrop(224) → flip → RandomRotation(5) → ColorJitter(contrast=.25)
               → ToTensor → Normalize                                     (torchvision, three channels)
-    cxrtool:  open as one channel → resize with reducing_gap → the same draws → contrast → tensor
+    cxrtool:  decode as one channel (torchvision's libpng for 8-bit gray) → 4×4 box reduce → the same draws →
+              contrast → tensor
               (normalisation happens inside the model, on the device)
 
 Run by hand:  .venv/bin/python benchmarks/bench_pipeline.py [--images ../shared/nih-cxr14/images] [--repeats 3]
@@ -20,6 +21,7 @@ import torch
 from PIL import Image
 from torchvision import transforms as T
 
+from cxrtool.data.datasets import read_image
 from cxrtool.data.images import ImageIndex, open_image
 from cxrtool.data.transforms import classifier_train, sample_generator
 
@@ -52,7 +54,7 @@ def time_cxrtool(paths: list[Path]) -> float:
     transform = classifier_train(resize_to=256, crop=224, augment="bl5")
     start = time.perf_counter()
     for i, path in enumerate(paths):
-        transform(open_image(path), sample_generator(0, 1, i))
+        transform(read_image(path), sample_generator(0, 1, i))
     return len(paths) / (time.perf_counter() - start)
 
 

@@ -25,6 +25,12 @@ def evaluate_cmd(
     out: Annotated[Path, typer.Option("--out", help="Evaluation directory to write.")],
     splits: Annotated[Path, typer.Option("--splits", help="splits.csv written by `cxrtool split`.")],
     images: Annotated[Path | None, typer.Option("--images", help="Image folder (any layout).")] = None,
+    latents: Annotated[
+        Path | None,
+        typer.Option(
+            "--latents", help="Instead of --images: a `compress --size <crop>` store, for a joint checkpoint."
+        ),
+    ] = None,
     split: Annotated[str, typer.Option(help="Which split to evaluate: test, val or train.")] = "test",
     tta: Tta = "none",
     tta_average: TtaAverage = "probs",
@@ -42,31 +48,39 @@ def evaluate_cmd(
 
     Example:  cxrtool evaluate --ckpt runs/d121 --splits splits.csv --images data --out evals/d121
     """
-    from cxrtool.evaluation.evaluate import evaluate_images
+    from cxrtool.evaluation.evaluate import evaluate_images, evaluate_latents
     from cxrtool.training.stages import default_workers
 
     if split not in ("train", "val", "test"):
         raise InputError(f"--split must be train, val or test, not {split!r}")
-    if images is None:
-        raise InputError("--images DIR is required")
+    if (images is None) == (latents is None):
+        raise InputError("give exactly one of --images DIR and --latents STORE")
+    if latents is not None and tta != "none":
+        raise InputError("--tta needs images; a latent store holds one view per image")
     with progress("evaluate", None) as advance:
-        result = evaluate_images(
-            ckpt,
-            splits,
-            images,
-            out,
-            split=split,
-            tta=tta,
-            tta_average=tta_average,
-            n_boot=bootstrap,
-            seed=seed,
-            batch_size=batch_size,
-            workers=default_workers() if workers is None else workers,
-            device=device,
-            limit=limit,
-            overwrite=overwrite,
-            progress=advance,
-        )
+        if latents is not None:
+            result = evaluate_latents(
+                ckpt, splits, latents, out, split=split, n_boot=bootstrap, seed=seed, batch_size=batch_size,
+                device=device, limit=limit, overwrite=overwrite, progress=advance,
+            )  # fmt: skip
+        else:
+            result = evaluate_images(
+                ckpt,
+                splits,
+                images,
+                out,
+                split=split,
+                tta=tta,
+                tta_average=tta_average,
+                n_boot=bootstrap,
+                seed=seed,
+                batch_size=batch_size,
+                workers=default_workers() if workers is None else workers,
+                device=device,
+                limit=limit,
+                overwrite=overwrite,
+                progress=advance,
+            )
     emit_frame(result.metrics.set_index("label"), index_name="label", title=f"{out}: {result.images} {split} images")
     log(f"evaluated {result.images} images in {result.seconds:.1f} s; files in {out}")
 

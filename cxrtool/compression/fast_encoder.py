@@ -5,13 +5,15 @@
                                                                └─ max(y′, 0) ────────► max(y, 0)·log₂e ─┴─► z (1 × R)
                                               z = (b2 − α·Σw2) + [w2·ln 2 | α·w2] @ [max(y′, 0); exp(min(y, 0))]
 
-The issue: the plain module costs more CPU per 1024² image than the PNG decode (~12–45 ms against ~9–11 ms on the
-2-core dev machine), though its arithmetic is ~0.1 GFLOP. Measured there, it goes to:
+The issue: the plain module can cost more CPU per 1024² image than the PNG decode (~12–45 ms against ~9–11 ms on
+the 2-core dev machine), though its arithmetic is ~0.1 GFLOP. Measured there, its cost swings with things other
+than arithmetic:
 
-* page faults: each call allocates three fresh 8 MB maps (conv output, ELU output, …), which glibc serves with
-  mmap, so every 4 kB page faults on first touch (~6,000 faults per image, most of its time on a VM);
-* ELU through `expm1`, ~2× slower per element than `exp2` there (both vectorised; `exp` goes through MKL's VML);
-* passes over 8 MB maps that do not stay in cache, and fork/joins of the intra-op pool on a busy machine.
+* page faults: each call allocates fresh 8 MB maps; when glibc serves them with mmap (it depends on what the process
+  allocated before), every 4 kB page faults on first touch, ~6,000 faults and ~20 ms per image on that VM;
+* ELU through `expm1` costs several times `exp2` per element there (`exp` itself goes through MKL's VML);
+* passes over 8 MB maps that do not stay in cache, and, with 2 intra-op threads on a busy machine, a fork/join
+  per operator that can cost milliseconds (plain: ~55 ms CPU per image at 2 threads against ~9 at 1).
 
 So: the image goes through in slabs of `slab_pixels` latent pixels whose buffers are kept between calls (no fresh
 large tensor, so no faults, and each map stays in cache); the first layer is one BLAS matmul on explicit patches
@@ -67,9 +69,9 @@ class FastEncoder:
             raise ValueError(f"w1 must have shape (C, 1, {_KERNEL}, {_KERNEL}), not {tuple(w1.shape)}")
         if w2.numel() != w1.shape[0]:
             raise ValueError(f"w2 must hold one weight per channel of w1 ({w1.shape[0]}), not {w2.numel()}")
-        self = cls.__new__(cls)
-        self._setup(w1, b1, w2, b2, alpha=alpha, slab_pixels=slab_pixels)
-        return self
+        fast = cls.__new__(cls)
+        fast._setup(w1, b1, w2, b2, alpha=alpha, slab_pixels=slab_pixels)
+        return fast
 
     def _setup(
         self,

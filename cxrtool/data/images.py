@@ -111,6 +111,19 @@ def load_gray(path: Path) -> np.ndarray:
     return to_unit(open_image(path))
 
 
+def resize_square(img: Image.Image, size: int) -> Image.Image:
+    """Resize a single-channel image to size×size: an exact box average when the side is an integer multiple of
+    `size` (1024 → 256 is a 4×4 mean, ~0.25 ms), else bilinear after an integer box reduction (Pillow's
+    `reducing_gap`). Training transforms, `prepare` and evaluation all resize through here, so a cache holds
+    exactly what the training pipeline would have computed."""
+    w, h = img.size
+    if (w, h) == (size, size):
+        return img
+    if w == h and w % size == 0:
+        return img.reduce(w // size)
+    return img.resize((size, size), Image.BILINEAR, reducing_gap=2.0)
+
+
 def image_header(path: Path) -> tuple[int, int, str]:
     """(width, height, mode) without decoding the pixels."""
     try:

@@ -19,11 +19,10 @@ from PIL import Image
 
 from cxrtool import __version__
 from cxrtool.artifacts import read_json, write_json
-from cxrtool.data.images import ImageIndex, ImageReadError, open_image
+from cxrtool.data.images import ImageIndex, ImageReadError, open_image, resize_square
 from cxrtool.errors import InputError
 
 CACHE_FILE = "cxrtool-cache.json"
-REDUCING_GAP = 2.0  # the same resize as cxrtool.data.transforms.resize
 
 
 @dataclass
@@ -47,7 +46,7 @@ def _resize_one(source: str, target: str, size: int) -> str | None:
         img = open_image(Path(source))
         if img.mode != "L":
             img = img.point(lambda v: v + 0.5).convert("L")  # deeper sources: round to 8 bits
-        img = img.resize((size, size), Image.BILINEAR, reducing_gap=REDUCING_GAP)
+        img = resize_square(img, size)
         tmp = Path(target).with_name(f".{Path(target).name}.tmp")
         img.save(tmp, format="PNG", compress_level=1)
         os.replace(tmp, target)
@@ -86,7 +85,12 @@ def prepare_cache(
     start = time.perf_counter()
     index = ImageIndex.build(images)
     (out / "images").mkdir(parents=True, exist_ok=True)
-    meta = {"size": size, "source": str(images), "resample": "bilinear, reducing_gap=2", "cxrtool_version": __version__}
+    meta = {
+        "size": size,
+        "source": str(images),
+        "resample": "cxrtool.data.images.resize_square",
+        "cxrtool_version": __version__,
+    }
     write_json(out / CACHE_FILE, {**meta, "config": config or {}, "complete": False})
     missing = [n for n in names if n not in index]
     todo, skipped = [], 0

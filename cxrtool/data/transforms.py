@@ -7,9 +7,10 @@ exactly the draws of an uninterrupted one. The draws are made in torchvision's o
 (RandomCrop, RandomHorizontalFlip, RandomRotation, ColorJitter), so for the same seed they equal the plain
 torchvision pipeline's; tests check it.
 
-Speed: a 1024² → 256² resize goes through Pillow's `reducing_gap`, an exact box reduction by an integer factor
-before the final bilinear resample, on one channel instead of three. That is most of the input pipeline's gain
-over the plain torchvision pipeline (benchmarks/bench_pipeline.py).
+Speed: a 1024² → 256² resize is an exact 4×4 box average (`Image.reduce`) on one channel, instead of
+torchvision's antialiased bilinear resize on three, and 8-bit grayscale PNGs are decoded by torchvision's libpng
+decoder (see datasets.read_image). Together they are the input pipeline's gain over the plain torchvision pipeline
+(benchmarks/bench_pipeline.py).
 """
 
 from __future__ import annotations
@@ -22,12 +23,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from cxrtool.data.images import to_unit
+from cxrtool.data.images import resize_square, to_unit
 
 Transform = Callable[[Image.Image, torch.Generator], torch.Tensor]
 ROTATION_DEGREES = 5.0
 CONTRAST = 0.25
-REDUCING_GAP = 2.0  # Pillow: box-reduce by an integer factor while the image stays >= 2x the target
 
 
 def sample_seed(seed: int, epoch: int, index: int, tag: str = "") -> int:
@@ -44,10 +44,7 @@ def to_tensor(img: Image.Image) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(to_unit(img)))[None]
 
 
-def resize(img: Image.Image, size: int) -> Image.Image:
-    if img.size == (size, size):
-        return img
-    return img.resize((size, size), Image.BILINEAR, reducing_gap=REDUCING_GAP)
+resize = resize_square  # one resize for training, evaluation and `prepare`
 
 
 @dataclass(frozen=True)

@@ -191,3 +191,103 @@ def evaluate_images(
         config=config,
         started=started,
     )
+
+
+def evaluate_latents(
+    ckpt: Path,
+    splits_csv: Path,
+    store_dir: Path,
+    out: Path,
+    *,
+    split: str = "test",
+    n_boot: int = 2000,
+    seed: int = 0,
+    batch_size: int = 32,
+    device: str = "auto",
+    limit: int | None = None,
+    overwrite: bool = False,
+    progress: Any = None,
+) -> EvaluationResult:
+    """Evaluate a joint checkpoint straight from a latent store (`compress --size <crop>`): no decoding, no encoder.
+
+    The store must hold this checkpoint's encoder (same identity) at this checkpoint's crop size; each split image is
+    found in the store by its file name."""
+    import torch
+
+    from cxrtool.compression.store import check_identity, open_store
+    from cxrtool.data.datasets import label_matrix, rows_for
+    from cxrtool.data.splits import read_splits
+    from cxrtool.errors import InputError
+    from cxrtool.evaluation.inference import load_predictor
+    from cxrtool.training.distributed import pick_device
+
+    started = time.perf_counter()
+    predictor = load_predictor(ckpt, pick_device(device))
+    if predictor.info.kind != "joint":
+        raise InputError(
+            f"--latents needs a joint checkpoint (stage 3); {predictor.info.path} is a {predictor.info.kind}"
+        )
+    store = open_store(store_dir)
+    check_identity(store, predictor.info.raw.get("cxrtool.encoder_sha256", ""), flag="--ckpt", path=predictor.info.path)
+    if store.size != predictor.crop:
+        raise InputError(
+            f"the store {store_dir} was encoded at {'full resolution' if store.size is None else store.size}, but "
+            f"{predictor.info.path} classifies {predictor.crop}² images; encode with `cxrtool compress --size "
+            f"{predictor.crop}`"
+        )
+    rows = rows_for(read_splits(splits_csv), split, limit=limit, seed=seed, path=splits_csv)
+    keys = _store_keys(store, rows["image"].tolist(), store_dir)
+    prepare_out_dir(out, overwrite=overwrite)
+    probs = np.zeros((len(keys), len(predictor.info.labels)))
+    model = predictor.model
+    with torch.no_grad():
+        for start in range(0, len(keys), batch_size):
+            chunk = keys[start : start + batch_size]
+            z = torch.from_numpy(np.stack(list(store.read(chunk).values())))[:, None].to(predictor.device)
+            with torch.autocast(predictor.device.type, dtype=torch.bfloat16, enabled=predictor.device.type == "cuda"):
+                logits = model.classify_latent(z).float()
+            probs[start : start + len(chunk)] = torch.sigmoid(logits).cpu().numpy()
+            if callable(progress):
+                progress(len(chunk))
+    config = {
+        "ckpt": str(predictor.info.path),
+        "kind": predictor.info.kind,
+        "encoder_sha256": store.identity,
+        "latents": str(store_dir),
+        "latent_dtype": store.dtype,
+        "splits": str(splits_csv),
+        "split": split,
+        "limit": limit,
+        "tta": "none",
+        "bootstrap": n_boot,
+        "seed": seed,
+        "device": str(predictor.device),
+    }
+    return finish_evaluation(
+        out,
+        images=rows["image"].to_numpy(dtype=str),
+        labels=predictor.info.labels,
+        probs=probs,
+        targets=label_matrix(rows, predictor.info.labels).astype(np.int8),
+        n_boot=n_boot,
+        seed=seed,
+        config=config,
+        started=started,
+    )
+
+
+def _store_keys(store: Any, names: list[str], store_dir: Path) -> list[str]:
+    """The store key of each image name; a name missing or held twice (two folders) is an error."""
+    from cxrtool.errors import InputError
+
+    by_name = store.manifest.groupby("image")["key"].agg(list).to_dict()
+    missing = [n for n in names if n not in by_name]
+    if missing:
+        raise InputError(
+            f"{len(missing)} image(s) of the split are not in the store {store_dir}, e.g. {', '.join(missing[:3])}; "
+            "compress the folder that holds them"
+        )
+    twice = [n for n in names if len(by_name[n]) > 1]
+    if twice:
+        raise InputError(f"{twice[0]} is in the store {store_dir} more than once: {', '.join(by_name[twice[0]])}")
+    return [by_name[n][0] for n in names]
