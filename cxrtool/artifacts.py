@@ -18,6 +18,15 @@ from cxrtool import __version__
 from cxrtool.errors import InputError
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+UMASK = _current_umask()
+
+
 def ensure_new(path: Path, *, overwrite: bool, flag: str = "--out") -> None:
     """Refuse to replace an existing output unless the user asked for it (SPEC §5)."""
     if path.exists() and not overwrite:
@@ -32,6 +41,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    os.chmod(tmp_path, 0o666 & ~UMASK)  # mkstemp makes 0600; outputs should be as shareable as any new file
     try:
         yield tmp_path
         os.replace(tmp_path, path)

@@ -16,7 +16,7 @@ from cxrtool.progress import progress  # noqa: F401
 
 
 def _cell(value: Any, digits: int) -> str:
-    if value is None:
+    if value is None or type(value).__name__ in ("NAType", "NaTType"):  # pandas' missing values
         return ""
     if isinstance(value, float):
         return "" if math.isnan(value) else f"{value:.{digits}f}"

@@ -7,6 +7,7 @@ and a small split still holds positives of every label. It is a test bed for the
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from typing import Literal
 import numpy as np
 from PIL import Image
 
+from cxrtool.artifacts import UMASK
 from cxrtool.data.labels import LABELS
 from cxrtool.data.metadata import TEST_LIST, TRAIN_VAL_LIST
 from cxrtool.errors import InputError
@@ -214,6 +216,7 @@ def write_synthetic(
     records = _records(config, rng)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    os.chmod(staging, 0o777 & ~UMASK)  # mkdtemp makes 0700; the dataset should be as readable as any new folder
     try:
         (staging / "images").mkdir()
         for i, record in enumerate(records):
