@@ -57,3 +57,17 @@ def test_info_on_an_evaluation_and_junk(tmp_path):
     with pytest.raises(InputError, match="not a cxrtool artifact"):
         describe(tmp_path / "junk.txt")
     assert runner.invoke(app, ["info", str(tmp_path / "nothing")]).exit_code == 2
+
+
+def test_info_on_a_latent_store(tmp_path, synth_small):
+    from cxrtool.compression.compress import CompressOptions, compress_folder
+    from cxrtool.data.labels import LABELS
+    from cxrtool.models.autoencoder import AutoEncoder
+    from cxrtool.models.checkpoints import save_model
+
+    ckpt = tmp_path / "ae.safetensors"
+    save_model(ckpt, AutoEncoder(), kind="autoencoder", labels=LABELS, input_spec={}, config={})
+    compress_folder(synth_small / "images", tmp_path / "store", CompressOptions(ckpt, shard_size=64))
+    summary = describe(tmp_path / "store")
+    assert summary["artifact"] == "latent store" and summary["shards"] == 3
+    assert len(summary["encoder_sha256"]) == 64 and summary["bits_per_pixel"] > 0
