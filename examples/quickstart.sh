@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # cxrtool's main job, end to end, on a synthetic dataset it generates: split, check, the three training stages and
-# the FMix ablation, evaluation, and Table 1 with statistics. 191 s on a 2-core CPU after the first install. Usage: bash examples/quickstart.sh [OUT_DIR]   (default: ./quickstart-out)
+# the FMix ablation, evaluation, and Table 1 with statistics. 191 s on a 2-core CPU after the first install.
+# Usage: bash examples/quickstart.sh [OUT_DIR]   (default: ./quickstart-out)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/_venv.sh"
 OUT="${1:-$ROOT/quickstart-out}"
