@@ -13,11 +13,28 @@ def splits_for(data: Path, tmp_path: Path) -> Path:
     return out
 
 
+def _loop_options(splits: Path, images: Path) -> dict:
+    """The options every training command shares, at CPU-test sizes."""
+    return {
+        "splits": str(splits),
+        "images": str(images),
+        "epochs": 2,
+        "batch_size": 8,
+        "lr": 1e-3,
+        "weight_decay": 1e-5,
+        "workers": 0,
+        "seed": 0,
+        "device": "cpu",
+        "amp": True,
+        "compile": False,
+        "max_steps": None,
+    }
+
+
 def classifier_options(splits: Path, images: Path, **overrides) -> dict:
     """Small enough for a CPU test: 32-px crops, a couple of steps per epoch."""
     options = {
-        "splits": str(splits),
-        "images": str(images),
+        **_loop_options(splits, images),
         "augment": "bl5",
         "resize": 36,
         "crop": 32,
@@ -27,43 +44,20 @@ def classifier_options(splits: Path, images: Path, **overrides) -> dict:
         "fmix_decay": 3.0,
         "fmix_mask": "paper",
         "keep": "loss",
-        "epochs": 2,
-        "batch_size": 8,
-        "lr": 1e-3,
-        "weight_decay": 1e-5,
-        "workers": 0,
-        "seed": 0,
-        "device": "cpu",
-        "amp": True,
-        "compile": False,
-        "max_steps": None,
         "limit_train": 16,
         "limit_val": 12,
     }
-    options.update(overrides)
-    return options
+    return {**options, **overrides}
 
 
 def autoencoder_options(splits: Path, images: Path, **overrides) -> dict:
     options = {
-        "splits": str(splits),
-        "images": str(images),
+        **_loop_options(splits, images),
         "patch_size": 32,
         "patches_per_image": 4,
         "init": "box",
         "patch_source": "full",
-        "epochs": 2,
-        "batch_size": 8,
-        "lr": 1e-3,
-        "weight_decay": 1e-5,
-        "workers": 0,
-        "seed": 0,
-        "device": "cpu",
-        "amp": True,
-        "compile": False,
-        "max_steps": None,
         "limit_train": 12,
         "limit_val": 6,
     }
-    options.update(overrides)
-    return options
+    return {**options, **overrides}

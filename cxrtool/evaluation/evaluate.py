@@ -146,7 +146,7 @@ def evaluate_images(
     progress: Any = None,
 ) -> EvaluationResult:
     """Evaluate a classifier or joint checkpoint on one split of a splits.csv, from the images."""
-    from cxrtool.data.datasets import label_matrix, resolve_paths, rows_for
+    from cxrtool.data.datasets import resolve_paths, rows_for
     from cxrtool.data.images import ImageIndex
     from cxrtool.data.splits import read_splits
     from cxrtool.errors import InputError
@@ -164,33 +164,9 @@ def evaluate_images(
     probs = predict_paths(
         predictor, paths, tta=tta, average=tta_average, batch_size=batch_size, workers=workers, progress=progress
     )
-    config = {
-        "ckpt": str(predictor.info.path),
-        "kind": predictor.info.kind,
-        "checkpoint_version": predictor.info.version,
-        "encoder_sha256": predictor.info.raw.get("cxrtool.encoder_sha256"),
-        "input": predictor.info.input,
-        "splits": str(splits_csv),
-        "images": str(images_dir),
-        "split": split,
-        "limit": limit,
-        "tta": tta,
-        "tta_average": tta_average,
-        "bootstrap": n_boot,
-        "seed": seed,
-        "device": str(predictor.device),
-    }
-    return finish_evaluation(
-        out,
-        images=rows["image"].to_numpy(dtype=str),
-        labels=predictor.info.labels,
-        probs=probs,
-        targets=label_matrix(rows, predictor.info.labels).astype(np.int8),
-        n_boot=n_boot,
-        seed=seed,
-        config=config,
-        started=started,
-    )
+    specific = {"images": str(images_dir), "tta": tta, "tta_average": tta_average}
+    return _finish(out, predictor, rows, probs, specific, splits_csv=splits_csv, split=split, limit=limit,
+                   n_boot=n_boot, seed=seed, started=started)  # fmt: skip
 
 
 def evaluate_latents(
@@ -215,7 +191,7 @@ def evaluate_latents(
     import torch
 
     from cxrtool.compression.store import check_identity, open_store
-    from cxrtool.data.datasets import label_matrix, rows_for
+    from cxrtool.data.datasets import rows_for
     from cxrtool.data.splits import read_splits
     from cxrtool.errors import InputError
     from cxrtool.evaluation.inference import load_predictor
@@ -249,16 +225,38 @@ def evaluate_latents(
             probs[start : start + len(chunk)] = torch.sigmoid(logits).cpu().numpy()
             if callable(progress):
                 progress(len(chunk))
+    specific = {"latents": str(store_dir), "latent_dtype": store.dtype, "tta": "none"}
+    return _finish(out, predictor, rows, probs, specific, splits_csv=splits_csv, split=split, limit=limit,
+                   n_boot=n_boot, seed=seed, started=started)  # fmt: skip
+
+
+def _finish(
+    out: Path,
+    predictor: Any,
+    rows: Any,
+    probs: np.ndarray,
+    specific: dict[str, Any],
+    *,
+    splits_csv: Path,
+    split: str,
+    limit: int | None,
+    n_boot: int,
+    seed: int,
+    started: float,
+) -> EvaluationResult:
+    """The config shared by both evaluation paths, then metrics and files."""
+    from cxrtool.data.datasets import label_matrix
+
     config = {
         "ckpt": str(predictor.info.path),
         "kind": predictor.info.kind,
-        "encoder_sha256": store.identity,
-        "latents": str(store_dir),
-        "latent_dtype": store.dtype,
+        "checkpoint_version": predictor.info.version,
+        "encoder_sha256": predictor.info.raw.get("cxrtool.encoder_sha256"),
+        "input": predictor.info.input,
         "splits": str(splits_csv),
         "split": split,
         "limit": limit,
-        "tta": "none",
+        **specific,
         "bootstrap": n_boot,
         "seed": seed,
         "device": str(predictor.device),
