@@ -50,7 +50,8 @@ def test_box_init_reconstructs_smooth_images_well():
 
 def test_joint_model_outputs_and_latent_clamp():
     model = JointModel().eval()
-    out = model(torch.rand(2, 1, 128, 128))
+    with torch.no_grad():
+        out = model(torch.rand(2, 1, 128, 128))
     assert set(out) == {"latent", "x_hat", "logits"}
     assert out["latent"].shape == (2, 1, 32, 32) and out["logits"].shape == (2, 14)
     assert float(out["latent"].min()) >= 0 and float(out["latent"].max()) <= 1
