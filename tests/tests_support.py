@@ -61,3 +61,30 @@ def autoencoder_options(splits: Path, images: Path, **overrides) -> dict:
         "limit_val": 6,
     }
     return {**options, **overrides}
+
+
+def make_eval(
+    path: Path,
+    *,
+    signal: float = 1.0,
+    seed: int = 0,
+    labels: tuple[str, ...] | None = None,
+    n: int = 200,
+    truth_seed: int = 123,
+    first_image: int = 0,
+) -> Path:
+    """A fake evaluation directory: shared seeded targets, scores that separate the classes by `signal`, and the
+    metrics.csv `evaluate` would write for them (a 40-resample bootstrap)."""
+    import numpy as np
+
+    from cxrtool.data.labels import LABELS
+    from cxrtool.evaluation.eval_dir import write_evaluation
+    from cxrtool.evaluation.evaluate import metrics_table
+
+    labels = labels or LABELS
+    y = (np.random.default_rng(truth_seed).random((n, len(labels))) < 0.3).astype(np.int8)
+    probs = 1.0 / (1.0 + np.exp(-(signal * (2 * y - 1) + np.random.default_rng(seed).normal(size=y.shape))))
+    images = np.array([f"{i:08d}_000.png" for i in range(first_image, first_image + n)])
+    metrics = metrics_table(labels, y, probs, n_boot=40, seed=0)
+    write_evaluation(path, images=images, labels=labels, probs=probs, targets=y, metrics=metrics, config={"seed": seed})
+    return path

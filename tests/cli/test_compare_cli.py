@@ -1,39 +1,20 @@
-import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from tests_support import make_eval
 from typer.testing import CliRunner
 
 from cxrtool.cli.app import app
 from cxrtool.data.labels import LABELS
-from cxrtool.evaluation.eval_dir import MEAN, METRIC_COLUMNS, write_evaluation
-from cxrtool.evaluation.metrics import bootstrap_auc
+from cxrtool.evaluation.eval_dir import MEAN
 
 runner = CliRunner()
 
 
-def fake_eval(path: Path, *, signal: float, seed: int, first_image: int = 0, n: int = 200) -> Path:
-    """An evaluation directory with seeded targets shared by all and scores that separate them by `signal`."""
-    y = (np.random.default_rng(99).random((n, len(LABELS))) < 0.3).astype(np.int8)
-    probs = 1.0 / (1.0 + np.exp(-(signal * (2 * y - 1) + np.random.default_rng(seed).normal(size=y.shape))))
-    b = bootstrap_auc(y, probs, n_boot=40, seed=0)
-    metrics = pd.DataFrame(
-        {
-            "label": [*LABELS, MEAN],
-            "auc": [*b["auc"], b["mean_auc"]],
-            "auc_ci_low": [*b["ci_low"], b["mean_ci_low"]],
-            "auc_ci_high": [*b["ci_high"], b["mean_ci_high"]],
-            "n_labels": [*[math.nan] * len(LABELS), b["n_labels"]],
-        }
-    )
-    for column in METRIC_COLUMNS:
-        if column not in metrics:
-            metrics[column] = 0.5
-    images = np.array([f"{i:08d}_000.png" for i in range(first_image, first_image + n)])
-    write_evaluation(path, images=images, labels=LABELS, probs=probs, targets=y, metrics=metrics, config={})
-    return path
+def fake_eval(path: Path, **kwargs) -> Path:
+    return make_eval(path, truth_seed=99, **kwargs)
 
 
 @pytest.fixture(scope="module")

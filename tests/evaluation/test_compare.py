@@ -2,63 +2,20 @@ import math
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
+import tests_support
 
 from cxrtool.data.labels import LABELS
 from cxrtool.errors import InputError
 from cxrtool.evaluation.compare import compare_evaluations, display_rows, format_p
-from cxrtool.evaluation.eval_dir import MEAN, METRIC_COLUMNS, Evaluation, read_evaluation, write_evaluation
-from cxrtool.evaluation.metrics import bootstrap_auc
+from cxrtool.evaluation.eval_dir import MEAN, Evaluation, read_evaluation, write_evaluation
 from cxrtool.evaluation.reference import REFERENCE_SETS, read_reference, reference_columns
 
 N = 200
 
 
-def metrics_frame(labels: tuple[str, ...], y: np.ndarray, probs: np.ndarray) -> pd.DataFrame:
-    """A valid metrics.csv frame (the statistics compare does not read are placeholders)."""
-    b = bootstrap_auc(y, probs, n_boot=40, seed=0)
-    frame = pd.DataFrame(
-        {
-            "label": [*labels, MEAN],
-            "auc": [*b["auc"], b["mean_auc"]],
-            "auc_ci_low": [*b["ci_low"], b["mean_ci_low"]],
-            "auc_ci_high": [*b["ci_high"], b["mean_ci_high"]],
-            "n_pos": [*y.sum(axis=0), math.nan],
-            "n_neg": [*(len(y) - y.sum(axis=0)), math.nan],
-            "n_labels": [*[math.nan] * len(labels), b["n_labels"]],
-        }
-    )
-    for column in ("ap", "youden_threshold", "sensitivity", "specificity"):
-        frame[column] = 0.5
-    return frame[list(METRIC_COLUMNS)]
-
-
-def make_eval(
-    path: Path,
-    *,
-    signal: float = 1.0,
-    seed: int = 0,
-    labels: tuple[str, ...] = LABELS,
-    n: int = N,
-    truth_seed: int = 123,
-    first_image: int = 0,
-) -> Evaluation:
-    """A fake evaluation directory: shared seeded targets, scores that separate the classes by `signal`."""
-    y = (np.random.default_rng(truth_seed).random((n, len(labels))) < 0.3).astype(np.int8)
-    rng = np.random.default_rng(seed)
-    probs = 1.0 / (1.0 + np.exp(-(signal * (2 * y - 1) + rng.normal(size=y.shape))))
-    images = np.array([f"{i:08d}_000.png" for i in range(first_image, first_image + n)])
-    write_evaluation(
-        path,
-        images=images,
-        labels=labels,
-        probs=probs,
-        targets=y,
-        metrics=metrics_frame(labels, y, probs),
-        config={"seed": seed},
-    )
-    return read_evaluation(path)
+def make_eval(path: Path, **kwargs) -> Evaluation:
+    return read_evaluation(tests_support.make_eval(path, **kwargs))
 
 
 @pytest.fixture(scope="module")
