@@ -30,11 +30,12 @@ import numpy as np
 import torch
 
 from cxrtool.compression import compress as compress_module
-from cxrtool.compression.compress import CompressOptions, compress_folder, default_workers
+from cxrtool.compression.compress import CompressOptions, compress_folder
 from cxrtool.compression.fast_encoder import FastEncoder
 from cxrtool.data.images import IMAGE_SUFFIXES, load_gray
 from cxrtool.models.autoencoder import AutoEncoder, pad_to_multiple
 from cxrtool.models.checkpoints import save_model
+from cxrtool.parallel import default_workers
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_IMAGES = REPO / ".." / "shared" / "nih-cxr14" / "images"

@@ -3,38 +3,34 @@ directory, latent store or `prepare` cache. Reads files only; never imports torc
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from cxrtool.artifacts import read_json, read_safetensors_header
+from cxrtool.artifacts import read_json
 from cxrtool.errors import InputError
 
 
 def _checkpoint(path: Path) -> dict[str, Any]:
-    meta, tensors = read_safetensors_header(path)
-    if "cxrtool.kind" not in meta:
-        raise InputError(f"{path} is a safetensors file without cxrtool metadata")
-    params = sum(math.prod(t["shape"]) for t in tensors.values())
-    labels = json.loads(meta.get("cxrtool.labels", "[]"))
-    config = json.loads(meta.get("cxrtool.config", "{}"))
+    from cxrtool.models.checkpoint_info import read_info
+
+    info = read_info(path, flag="PATH")
     return {
         "artifact": "checkpoint",
         "path": str(path),
-        "kind": meta["cxrtool.kind"],
-        "labels": labels,
-        "input": json.loads(meta.get("cxrtool.input", "{}")),
-        "version": meta.get("cxrtool.version"),
-        "encoder_sha256": meta.get("cxrtool.encoder_sha256"),
-        "tensors": len(tensors),
-        "tensor_values": params,  # parameters and buffers (BatchNorm statistics)
+        "kind": info.kind,
+        "labels": list(info.labels),
+        "input": info.input,
+        "version": info.version,
+        "encoder_sha256": info.raw.get("cxrtool.encoder_sha256"),
+        "tensors": len(info.tensors),
+        "tensor_values": sum(math.prod(t["shape"]) for t in info.tensors.values()),  # parameters and buffers
         "bytes": path.stat().st_size,
-        "epoch": config.get("epoch"),
-        "seed": config.get("seed"),
-        "config": config,
+        "epoch": info.config.get("epoch"),
+        "seed": info.config.get("seed"),
+        "config": info.config,
     }
 
 

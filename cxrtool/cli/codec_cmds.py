@@ -66,13 +66,8 @@ def compress_cmd(
 
     Example:  cxrtool compress data/images latents --ckpt runs/joint --size 896
     """
-    from cxrtool.compression.compress import (
-        CompressOptions,
-        compress_folder,
-        default_workers,
-        parse_part,
-        part_out_dir,
-    )
+    from cxrtool.compression.compress import CompressOptions, compress_folder, parse_part, part_out_dir
+    from cxrtool.parallel import default_workers
 
     part, from_env = parse_part(shard)
     out = part_out_dir(out_dir, part, from_env)
@@ -115,8 +110,8 @@ def decompress_cmd(
 
     Example:  cxrtool decompress latents reconstructed --ckpt runs/ae
     """
-    from cxrtool.compression.compress import default_workers
     from cxrtool.compression.decompress import decompress_store
+    from cxrtool.parallel import default_workers
 
     with progress("decompress", None) as advance:
         report = decompress_store(

@@ -49,7 +49,7 @@ def evaluate_cmd(
     Example:  cxrtool evaluate --ckpt runs/d121 --splits splits.csv --images data --out evals/d121
     """
     from cxrtool.evaluation.evaluate import evaluate_images, evaluate_latents
-    from cxrtool.training.stages import default_workers
+    from cxrtool.parallel import default_workers
 
     if split not in ("train", "val", "test"):
         raise InputError(f"--split must be train, val or test, not {split!r}")
@@ -106,7 +106,7 @@ def predict_cmd(
     """
     from cxrtool.artifacts import ensure_new, write_csv
     from cxrtool.evaluation.predict import predict_files
-    from cxrtool.training.stages import default_workers
+    from cxrtool.parallel import default_workers
 
     ensure_new(out, overwrite=overwrite)
     start = time.perf_counter()

@@ -58,7 +58,8 @@ def _from_command_line(ctx: typer.Context, name: str) -> bool:
 
 def run_training(ctx: typer.Context, kind: str, values: dict[str, Any]) -> None:
     """Shared by the three commands: fresh run or resume, then the history table on stdout."""
-    from cxrtool.training.stages import default_workers, merge_resume, train
+    from cxrtool.parallel import default_workers
+    from cxrtool.training.stages import merge_resume, train
 
     out, resume, overwrite = values["out"], values["resume"], values["overwrite"]
     options = {k: v for k, v in values.items() if k not in _NOT_OPTIONS}

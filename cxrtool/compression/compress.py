@@ -28,7 +28,7 @@ from cxrtool.artifacts import write_json
 from cxrtool.compression import store as fmt
 from cxrtool.compression import store_write as write
 from cxrtool.compression.fast_encoder import FastEncoder
-from cxrtool.data.images import IMAGE_SUFFIXES, ImageReadError, _walk, image_header, open_image, to_unit
+from cxrtool.data.images import IMAGE_SUFFIXES, ImageReadError, image_header, list_image_files, open_image, to_unit
 from cxrtool.data.transforms import resize
 from cxrtool.errors import InputError, Interrupted
 from cxrtool.log import warn
@@ -37,12 +37,6 @@ from cxrtool.models.checkpoints import encoder_identity, load_parts, read_info
 from cxrtool.training.signals import ignore_in_worker
 
 Progress = Callable[[int], None]
-
-
-def default_workers() -> int:
-    """min(4, CPUs − 1), at least 1 where there are two CPUs or more: the main process encodes, workers decode."""
-    cpus = os.cpu_count() or 1
-    return 0 if cpus < 2 else max(1, min(4, cpus - 1))
 
 
 @dataclass(frozen=True)
@@ -102,13 +96,6 @@ class CompressReport:
     errors: list[tuple[str, str]]
     shards_skipped: int
     shards_written: int
-
-
-def list_images(in_dir: Path) -> list[str]:
-    """POSIX paths relative to `in_dir` of every image below it (hidden entries skipped), sorted."""
-    if not Path(in_dir).is_dir():
-        raise InputError(f"IN_DIR {in_dir} does not exist or is not a folder")
-    return sorted(_walk(Path(in_dir), ""))
 
 
 def parse_part(text: str | None, env: dict[str, str] | None = None) -> tuple[tuple[int, int], bool]:
@@ -312,7 +299,7 @@ def compress_folder(
     crop = codec.input.get("crop")
     if codec.kind == "joint" and crop and options.size != crop:
         warn(f"{codec.path} classifies at {crop}x{crop}: `evaluate --latents` needs a store made with --size {crop}")
-    plan = Plan(list_images(in_dir), options.shard_size, options.part)
+    plan = Plan(list_image_files(in_dir), options.shard_size, options.part)
     if not plan.rel_paths:
         raise InputError(f"IN_DIR {in_dir} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
     settings = {"encoder_sha256": codec.identity, "dtype": options.dtype, "size": options.size}

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -44,7 +43,7 @@ from cxrtool.compression.baselines import (
     resample_roundtrip,
     search_setting_for_set,
 )
-from cxrtool.data.images import IMAGE_SUFFIXES, ImageReadError, open_image, to_unit
+from cxrtool.data.images import IMAGE_SUFFIXES, ImageReadError, list_image_files, open_image, to_unit
 from cxrtool.errors import InputError
 from cxrtool.evaluation.quality import SSIM_WINDOW, psnr_8bit, ssim
 
@@ -74,14 +73,7 @@ def _no_progress(description: str, total: int | None) -> Iterator[Advance]:
 
 def list_images(folder: Path, *, limit: int | None = None) -> list[Path]:
     """Image files below `folder` (any nesting, hidden entries skipped), sorted by relative path; the first `limit`."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise InputError(f"{folder} (IN_DIR) does not exist or is not a folder")
-    found = []
-    for root, dirs, files in os.walk(folder, followlinks=True):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        found += [Path(root, f) for f in files if not f.startswith(".") and Path(f).suffix.lower() in IMAGE_SUFFIXES]
-    found.sort(key=lambda p: p.relative_to(folder).as_posix())
+    found = [Path(folder) / rel for rel in list_image_files(folder)]
     if not found:
         raise InputError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found below {folder} (IN_DIR)")
     return found[:limit] if limit is not None else found

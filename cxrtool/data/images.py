@@ -58,6 +58,15 @@ class ImageIndex:
         return self.root / self.relpaths[name]
 
 
+def list_image_files(root: Path, *, flag: str = "IN_DIR") -> list[str]:
+    """POSIX paths relative to `root` of every image below it (any nesting, hidden entries skipped), sorted.
+    Unlike ImageIndex, the same file name may appear in several folders."""
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError(f"{root} ({flag}) does not exist or is not a folder")
+    return sorted(_walk(root, ""))
+
+
 def _walk(folder: Path, prefix: str) -> Iterable[str]:
     """Relative paths of image files, skipping hidden entries (and so cxrtool's own temporary files)."""
     with os.scandir(folder) as entries:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from cxrtool.data.images import IMAGE_SUFFIXES, ImageIndex
+from cxrtool.data.images import IMAGE_SUFFIXES, list_image_files
 from cxrtool.errors import InputError
 
 
@@ -16,8 +16,7 @@ def collect_images(inputs: list[Path]) -> tuple[list[str], list[Path]]:
     names, paths = [], []
     for item in inputs:
         if item.is_dir():
-            index = ImageIndex.build(item, flag="IMAGES")
-            for rel in sorted(index.relpaths.values()):
+            for rel in list_image_files(item, flag="IMAGES"):
                 names.append(rel if len(inputs) == 1 else str(Path(item.name) / rel))
                 paths.append(item / rel)
         elif item.is_file():

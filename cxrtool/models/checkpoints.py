@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,30 +18,7 @@ from torch import nn
 from cxrtool import __version__
 from cxrtool.artifacts import atomic_path
 from cxrtool.errors import InputError
-
-KINDS = ("classifier", "autoencoder", "joint")
-MODEL_FILE = "model.safetensors"
-
-
-@dataclass(frozen=True)
-class CheckpointInfo:
-    path: Path
-    kind: str
-    labels: tuple[str, ...]
-    input: dict[str, Any]
-    version: str
-    config: dict[str, Any] = field(default_factory=dict)
-    raw: dict[str, str] = field(default_factory=dict)  # the metadata as stored, every key
-
-
-def model_file(path: Path, *, flag: str = "--ckpt") -> Path:
-    """A run directory means its model.safetensors; a file means itself."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / MODEL_FILE
-    if not path.is_file():
-        raise InputError(f"{path} ({flag}) does not exist; give a run directory or a .safetensors file")
-    return path
+from cxrtool.models.checkpoint_info import KINDS, MODEL_FILE, CheckpointInfo, model_file, read_info  # noqa: F401
 
 
 def _safe_open(path: Path) -> Any:
@@ -52,27 +28,6 @@ def _safe_open(path: Path) -> Any:
         return safe_open(str(path), framework="pt", device="cpu")
     except Exception as e:  # safetensors raises its own error types for a bad header
         raise InputError(f"{path} is not a readable safetensors file ({e})") from None
-
-
-def read_info(path: Path, *, flag: str = "--ckpt") -> CheckpointInfo:
-    """The metadata of a cxrtool model file, without loading its tensors."""
-    path = model_file(path, flag=flag)
-    with _safe_open(path) as f:
-        meta = f.metadata() or {}
-    if meta.get("cxrtool.kind") not in KINDS:
-        raise InputError(f"{path} ({flag}) is not a cxrtool model file (no valid cxrtool.kind in its metadata)")
-    try:
-        return CheckpointInfo(
-            path=path,
-            kind=meta["cxrtool.kind"],
-            labels=tuple(json.loads(meta.get("cxrtool.labels", "[]"))),
-            input=json.loads(meta.get("cxrtool.input", "{}")),
-            version=meta.get("cxrtool.version", "?"),
-            config=json.loads(meta.get("cxrtool.config", "{}")),
-            raw=dict(meta),
-        )
-    except json.JSONDecodeError as e:
-        raise InputError(f"{path}: malformed cxrtool metadata ({e})") from None
 
 
 def read_tensors(path: Path) -> dict[str, torch.Tensor]:

@@ -6,7 +6,6 @@ run rebuilds everything from it.
 
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 from typing import Any
@@ -31,10 +30,6 @@ from cxrtool.training.tasks import AutoencoderTask, ClassifierTask, FMixSettings
 # options a resumed run may change (SPEC §5); everything else must match config.json
 RESUMABLE = ("epochs", "workers", "device")
 LOOP_KEYS = ("epochs", "batch_size", "lr", "weight_decay", "workers", "seed", "amp", "compile", "max_steps")
-
-
-def default_workers() -> int:
-    return max(0, min(4, (os.cpu_count() or 1) - 1))
 
 
 def seed_everything(seed: int) -> None:

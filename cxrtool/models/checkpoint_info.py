@@ -1,0 +1,59 @@
+"""What a cxrtool model file is, read from its safetensors header alone: no tensors, no torch (so `info` stays
+light). The metadata keys are SPEC §5's; `cxrtool.models.checkpoints` builds and loads the models.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cxrtool.artifacts import read_safetensors_header
+from cxrtool.errors import InputError
+
+KINDS = ("classifier", "autoencoder", "joint")
+MODEL_FILE = "model.safetensors"
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    path: Path
+    kind: str
+    labels: tuple[str, ...]
+    input: dict[str, Any]
+    version: str
+    config: dict[str, Any] = field(default_factory=dict)
+    raw: dict[str, str] = field(default_factory=dict)  # the metadata as stored, every key
+    tensors: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> dtype, shape, offsets
+
+
+def model_file(path: Path, *, flag: str = "--ckpt") -> Path:
+    """A run directory means its model.safetensors; a file means itself."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / MODEL_FILE
+    if not path.is_file():
+        raise InputError(f"{path} ({flag}) does not exist; give a run directory or a .safetensors file")
+    return path
+
+
+def read_info(path: Path, *, flag: str = "--ckpt") -> CheckpointInfo:
+    """The metadata of a cxrtool model file, without loading its tensors."""
+    path = model_file(path, flag=flag)
+    meta, tensors = read_safetensors_header(path)
+    if meta.get("cxrtool.kind") not in KINDS:
+        raise InputError(f"{path} ({flag}) is not a cxrtool model file (no valid cxrtool.kind in its metadata)")
+    try:
+        return CheckpointInfo(
+            path=path,
+            kind=meta["cxrtool.kind"],
+            labels=tuple(json.loads(meta.get("cxrtool.labels", "[]"))),
+            input=json.loads(meta.get("cxrtool.input", "{}")),
+            version=meta.get("cxrtool.version", "?"),
+            config=json.loads(meta.get("cxrtool.config", "{}")),
+            raw=dict(meta),
+            tensors=tensors,
+        )
+    except json.JSONDecodeError as e:
+        raise InputError(f"{path}: malformed cxrtool metadata ({e})") from None
