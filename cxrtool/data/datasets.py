@@ -166,11 +166,12 @@ class EpochSampler(Sampler):
             order = torch.randperm(self.n, generator=g).tolist()
         else:
             order = list(range(self.n))
-        padded = order + order[: (-self.n) % self.world]
+        pad = (-self.n) % self.world
+        padded = order + (order * (pad // max(self.n, 1) + 1))[:pad]  # repeat the head, cyclically if n < pad
         return padded[self.rank :: self.world]
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         return iter([(self.epoch, i) for i in self.order()[self.start :]])
 
     def __len__(self) -> int:
-        return len(self.order()) - self.start
+        return -(-self.n // self.world) - self.start  # this rank's share of the padded order, without drawing it
