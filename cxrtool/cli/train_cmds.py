@@ -14,12 +14,15 @@ from cxrtool.cli.options import (
     Compile,
     Device,
     Epochs,
+    Factor,
     Images,
+    Keep,
     LimitTrain,
     LimitVal,
     Lr,
     MaxSteps,
     Overwrite,
+    Patience,
     Pretrained,
     Resume,
     RunOut,
@@ -70,7 +73,7 @@ def run_training(ctx: typer.Context, kind: str, values: dict[str, Any]) -> None:
         if out is not None and Path(out).resolve() != Path(resume).resolve():
             raise InputError("--resume RUN continues in RUN; leave --out out or give the same directory")
         given = {k: v for k, v in options.items() if _from_command_line(ctx, k)}
-        options, run = merge_resume(Path(resume), given), Path(resume)
+        options, run = merge_resume(Path(resume), given, kind), Path(resume)
     else:
         if out is None:
             raise InputError("--out RUN is required (or --resume RUN to continue a run)")
@@ -104,11 +107,13 @@ def train_classifier_cmd(
     fmix_alpha: Annotated[float, typer.Option(help="FMix: λ ~ Beta(α, α).")] = 1.0,
     fmix_decay: Annotated[float, typer.Option(help="FMix: spectrum decay power δ.")] = 3.0,
     fmix_mask: Annotated[str, typer.Option(help="FMix masks: paper (isotropic) or reference (its code's).")] = "paper",
-    keep: Annotated[str, typer.Option(help="model.safetensors keeps the best val loss or the best val AUC.")] = "loss",
+    keep: Keep = "loss",
     epochs: Epochs = 20,
     batch_size: BatchSize = 16,
     lr: Lr = 1e-4,
     weight_decay: WeightDecay = 1e-5,
+    patience: Patience = 5,
+    factor: Factor = 0.1,
     workers: Workers = None,
     seed: Seed = 0,
     device: Device = "auto",
@@ -148,6 +153,8 @@ def train_ae_cmd(
     batch_size: BatchSize = 16,
     lr: Lr = 1e-4,
     weight_decay: WeightDecay = 1e-5,
+    patience: Patience = 5,
+    factor: Factor = 0.1,
     workers: Workers = None,
     seed: Seed = 0,
     device: Device = "auto",
@@ -160,7 +167,8 @@ def train_ae_cmd(
 ) -> None:
     """Stage 2: train the 1,025-parameter autoencoder on random patches (MSE).
 
-    --batch-size counts patches; each step takes batch-size / patches-per-image images (at least one).
+    --batch-size counts patches: the loader reads batch-size images, cuts patches-per-image patches from each, and
+    makes patches-per-image steps of them, step j taking every image's j-th patch (batch-size images per batch).
 
     Example:  cxrtool train-ae --splits splits.csv --images data --out runs/ae --epochs 3 --patch-size 64
     """
@@ -187,14 +195,18 @@ def train_joint_cmd(
     crop: Annotated[int, typer.Option(help="RandomCrop side of the full image (latent = crop/4, at least 116).")] = 896,
     lam: Annotated[float, typer.Option(help="λ: loss = λ·BCE + (1−λ)·MSE.", min=0.0, max=1.0)] = 0.9,
     schedule: Annotated[
-        str, typer.Option(help="plateau (ReduceLROnPlateau) or step (÷10 after epochs 5, 10, 15).")
+        str,
+        typer.Option(help="plateau (ReduceLROnPlateau) or step (the authors': ÷10 at the start of epochs 5, 10, 15)."),
     ] = "plateau",
+    keep: Keep = "loss",
     pretrained: Pretrained = True,
     weights: Weights = None,
     epochs: Epochs = 20,
     batch_size: BatchSize = 16,
     lr: Lr = 1e-4,
     weight_decay: WeightDecay = 1e-5,
+    patience: Patience = 5,
+    factor: Factor = 0.1,
     workers: Workers = None,
     seed: Seed = 0,
     device: Device = "auto",
@@ -210,6 +222,7 @@ def train_joint_cmd(
     Example:  cxrtool train-joint --splits s.csv --images data --classifier r/d121 --autoencoder r/ae --out r/aecnn
     """
     _choice(schedule, ("plateau", "step"), "--schedule")
+    _choice(keep, ("loss", "auc"), "--keep")
     values = dict(locals())
     values.pop("ctx")
     run_training(ctx, "joint", values)

@@ -45,6 +45,20 @@ def encoder_identity(tensors: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
+def warn_dead_channels(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+    """Warn about an encoder made by cxrtool 0.1's box init, whose hidden channels 1-31 can never train."""
+    from cxrtool.log import warn
+    from cxrtool.models.autoencoder import dead_channels
+
+    dead = dead_channels(tensors)
+    if dead:
+        warn(
+            f"{path}: {len(dead)} of the encoder's 32 hidden channels are dead (all-zero weights, bias and output "
+            "weight: cxrtool 0.1's box init), so they never train and the encoder is a linear filter; retrain stage "
+            "2 with this version's `cxrtool train-ae` (and stage 3 from it) to get the paper's nonlinear autoencoder"
+        )
+
+
 def build_model(kind: str, *, num_labels: int = 14, init: str = "box") -> nn.Module:
     """A fresh model of a kind (random DenseNet weights; the autoencoder's `init` is box or random)."""
     if kind == "classifier":
@@ -102,8 +116,10 @@ def load_model(path: Path, *, kinds: tuple[str, ...] = KINDS, flag: str = "--ckp
     if info.kind not in kinds:
         raise InputError(f"{info.path} ({flag}) is a {info.kind} checkpoint; this needs {' or '.join(kinds)}")
     model = build_model(info.kind, num_labels=max(1, len(info.labels)), init="random")
+    tensors = read_tensors(info.path)
+    warn_dead_channels(info.path, tensors)
     try:
-        model.load_state_dict(read_tensors(info.path), strict=True)
+        model.load_state_dict(tensors, strict=True)
     except RuntimeError as e:
         raise InputError(f"{info.path}: tensors do not match a {info.kind} model ({str(e).splitlines()[0]})") from None
     return model, info
@@ -117,4 +133,5 @@ def load_parts(path: Path, prefixes: tuple[str, ...], *, kinds: tuple[str, ...],
     tensors = {k: v for k, v in read_tensors(info.path).items() if k.startswith(prefixes)}
     if not tensors:
         raise InputError(f"{info.path} ({flag}) holds no {'/'.join(prefixes)} tensors")
+    warn_dead_channels(info.path, tensors)
     return tensors
