@@ -63,6 +63,7 @@ def metrics_table(
     frame = pd.DataFrame(rows, columns=list(METRIC_COLUMNS))
     frame["n_labels"] = frame["n_labels"].astype("Int64")
     frame[["n_pos", "n_neg"]] = frame[["n_pos", "n_neg"]].astype("Int64")
+    frame.attrs["bootstrap_mean_skipped"] = int(boot["mean_skipped"])  # incomplete resamples, out of the Mean's CI
     return frame
 
 
@@ -110,10 +111,29 @@ def finish_evaluation(
     config: dict[str, Any],
     started: float,
 ) -> EvaluationResult:
-    """Metrics, files and the ROC figure for a finished set of predictions."""
+    """Metrics, files and the ROC figure for a finished set of predictions.
+
+    The models' probabilities are float32; they are scored as such, and predictions.csv writes them with 9
+    significant digits, which round-trip every float32 exactly, so metrics.csv can be recomputed from
+    predictions.csv and targets.csv (by scikit-learn, say) to the last digit."""
+    from cxrtool.log import warn
+
+    probs = np.asarray(probs, dtype=np.float32).astype(np.float64)
     metrics = metrics_table(labels, targets, probs, n_boot=n_boot, seed=seed)
+    skipped = metrics.attrs["bootstrap_mean_skipped"]
+    if skipped:
+        warn(
+            f"{skipped} of the {n_boot} bootstrap resamples lack a class of some label; the Mean's interval uses "
+            f"the {n_boot - skipped} complete ones (each label's interval uses those where it has both classes)"
+        )
     seconds = time.perf_counter() - started
-    config = {**config, "images": len(images), "seconds": round(seconds, 2), "cxrtool_version": __version__}
+    config = {
+        **config,
+        "bootstrap_mean_skipped": skipped,
+        "images": len(images),
+        "seconds": round(seconds, 2),
+        "cxrtool_version": __version__,
+    }
     write_evaluation(out, images=images, labels=labels, probs=probs, targets=targets, metrics=metrics, config=config)
     plot_roc(out / ROC, labels, targets, probs, metrics["auc"].to_numpy(dtype=float)[: len(labels)])
     return EvaluationResult(metrics=metrics, images=len(images), seconds=seconds)
@@ -195,13 +215,14 @@ def evaluate_latents(
     from cxrtool.data.splits import read_splits
     from cxrtool.errors import InputError
     from cxrtool.evaluation.inference import load_predictor
+    from cxrtool.log import a
     from cxrtool.training.distributed import pick_device
 
     started = time.perf_counter()
     predictor = load_predictor(ckpt, pick_device(device))
     if predictor.info.kind != "joint":
         raise InputError(
-            f"--latents needs a joint checkpoint (stage 3); {predictor.info.path} is a {predictor.info.kind}"
+            f"--latents needs a joint checkpoint (stage 3); {predictor.info.path} is {a(predictor.info.kind)}"
         )
     store = open_store(store_dir)
     check_identity(store, predictor.info.raw.get("cxrtool.encoder_sha256", ""), flag="--ckpt", path=predictor.info.path)

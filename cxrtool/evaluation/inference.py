@@ -3,7 +3,7 @@
 A classifier sees the image resized to its crop size; a joint model the image resized to its crop size, encoded
 (latent = crop/4) and classified. `tencrop` averages ten views: the image resized to the training's pre-crop size
 (the classifier's --resize; 8/7 of the crop for a joint model, as 1024 is to 896), its four corners and centre, and
-their mirror images.
+those of its mirror image (torchvision's TenCrop, view for view).
 """
 
 from __future__ import annotations
@@ -55,9 +55,10 @@ def tencrop_transform(*, base: int, crop: int) -> Transform:
     def transform(img: Image.Image, g: torch.Generator) -> torch.Tensor:
         img = resize(img, base)
         m = base - crop
-        boxes = [(0, 0), (m, 0), (0, m), (m, m), (m // 2, m // 2)]
-        views = [img.crop((x, y, x + crop, y + crop)) for x, y in boxes]
-        views += [v.transpose(Image.FLIP_LEFT_RIGHT) for v in views]
+        centre = round(m / 2.0)  # torchvision's center_crop (round half to even)
+        boxes = [(0, 0), (m, 0), (0, m), (m, m), (centre, centre)]
+        mirror = img.transpose(Image.FLIP_LEFT_RIGHT)  # torchvision's ten_crop: the mirrored image's five crops
+        views = [source.crop((x, y, x + crop, y + crop)) for source in (img, mirror) for x, y in boxes]
         return torch.stack([to_tensor(v) for v in views])
 
     return transform

@@ -18,6 +18,7 @@ from torch import nn
 from cxrtool import __version__
 from cxrtool.artifacts import atomic_path
 from cxrtool.errors import InputError
+from cxrtool.log import a
 from cxrtool.models.checkpoint_info import KINDS, MODEL_FILE, CheckpointInfo, model_file, read_info  # noqa: F401
 
 
@@ -114,7 +115,7 @@ def load_model(path: Path, *, kinds: tuple[str, ...] = KINDS, flag: str = "--ckp
     """Build the model a file describes and load its tensors; a kind outside `kinds` is a clear error."""
     info = read_info(path, flag=flag)
     if info.kind not in kinds:
-        raise InputError(f"{info.path} ({flag}) is a {info.kind} checkpoint; this needs {' or '.join(kinds)}")
+        raise InputError(f"{info.path} ({flag}) is {a(info.kind)} checkpoint; this needs {' or '.join(kinds)}")
     model = build_model(info.kind, num_labels=max(1, len(info.labels)), init="random")
     tensors = read_tensors(info.path)
     warn_dead_channels(info.path, tensors)
@@ -129,7 +130,7 @@ def load_parts(path: Path, prefixes: tuple[str, ...], *, kinds: tuple[str, ...],
     """The tensors under some prefixes of a file of an accepted kind (stage 3 takes parts of stages 1 and 2)."""
     info = read_info(path, flag=flag)
     if info.kind not in kinds:
-        raise InputError(f"{info.path} ({flag}) is a {info.kind} checkpoint; this needs {' or '.join(kinds)}")
+        raise InputError(f"{info.path} ({flag}) is {a(info.kind)} checkpoint; this needs {' or '.join(kinds)}")
     tensors = {k: v for k, v in read_tensors(info.path).items() if k.startswith(prefixes)}
     if not tensors:
         raise InputError(f"{info.path} ({flag}) holds no {'/'.join(prefixes)} tensors")

@@ -22,7 +22,7 @@ from cxrtool.data.labels import LABELS
 from cxrtool.data.splits import read_splits
 from cxrtool.data.transforms import classifier_eval, classifier_train, joint_train
 from cxrtool.errors import InputError
-from cxrtool.log import warn
+from cxrtool.log import a, warn
 from cxrtool.models.classifier import IMAGENET_MEAN, IMAGENET_STD, check_input_size
 from cxrtool.training import run_dir
 from cxrtool.training.distributed import close_world, init_world, pick_device
@@ -66,7 +66,7 @@ def merge_resume(run: Path, given: dict[str, Any], kind: str | None = None) -> d
         raise InputError(f"--resume {run}: its {run_dir.CONFIG} is not a cxrtool training config")
     if kind is not None and config["kind"] != kind:
         raise InputError(
-            f"--resume {run} is a {config['kind']} run; continue it with `cxrtool {COMMANDS[config['kind']]} "
+            f"--resume {run} is {a(config['kind'])} run; continue it with `cxrtool {COMMANDS[config['kind']]} "
             f"--resume {run}`"
         )
     for key, value in given.items():
