@@ -107,7 +107,16 @@ def read_safetensors_header(path: Path) -> tuple[dict[str, str], dict[str, dict[
             if not 0 < size < 100_000_000:
                 raise ValueError("implausible header size")
             header = json.loads(f.read(size))
-    except (OSError, ValueError) as e:
+        if not isinstance(header, dict):
+            raise ValueError("its header is not a JSON object")
+        metadata = header.pop("__metadata__", {}) or {}
+        promised = 8 + size + max((t["data_offsets"][1] for t in header.values()), default=0)
+        actual = path.stat().st_size
+    except (OSError, ValueError, TypeError, KeyError) as e:
         raise InputError(f"{path} is not a readable safetensors file ({e})") from None
-    metadata = header.pop("__metadata__", {}) or {}
+    if actual < promised:
+        raise InputError(
+            f"{path} is truncated ({actual} bytes where its header promises {promised}): an interrupted copy or "
+            "download? copy it again"
+        )
     return metadata, header

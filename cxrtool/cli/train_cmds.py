@@ -50,7 +50,10 @@ def _epoch_line(row: dict[str, Any]) -> None:
     for key in ("val_auc_mean", "val_psnr", "val_mse"):
         if key in row:
             parts.append(f"{key} {row[key]:.4f}")
-    parts.append(f"{row['images_per_s']:.0f} img/s, {row['seconds']:.1f} s")
+    rate = row["images_per_s"]
+    parts.append(
+        f"{rate:.0f} img/s, {row['seconds']:.1f} s" if rate == rate else f"no training, {row['seconds']:.1f} s"
+    )
     log("  ".join(parts))
 
 

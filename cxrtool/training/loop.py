@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from cxrtool.data.datasets import EpochSampler
 from cxrtool.errors import Interrupted, RunFailure
+from cxrtool.log import warn
 from cxrtool.models.checkpoints import save_model
 from cxrtool.training import rng_state, run_dir
 from cxrtool.training.distributed import World, any_rank, barrier, gather_objects
@@ -249,10 +250,7 @@ class Trainer:
             loss = parts["loss"]
             stop_now, bad = any_rank(self.world, [stop.requested, not bool(torch.isfinite(loss))], self.device)
             if bad:
-                raise RunFailure(
-                    f"non-finite training loss at epoch {s.epoch}, step {s.step + 1}; stopped. The last good "
-                    f"weights are in {self.run} (last.safetensors, model.safetensors); try a lower --lr"
-                )
+                raise RunFailure(f"non-finite training loss at epoch {s.epoch}, step {s.step + 1}; {self._kept()}")
             self.optimizer.zero_grad(set_to_none=True)
             if self.scaler is not None:
                 self.scaler.scale(loss).backward()
@@ -306,14 +304,22 @@ class Trainer:
         merged = {k: np.concatenate([g[1][k] for g in gathered])[first] for k in local[1]}
         return self.stage.task.metrics(merged, unique)
 
+    def _kept(self) -> str:
+        """What a run that stops on a bad loss leaves behind, and what to try."""
+        kept = [name for name in (run_dir.LAST, run_dir.MODEL) if (self.run / name).is_file()]
+        where = (
+            f"the last good weights are in {self.run} ({', '.join(kept)})"
+            if kept
+            else "no epoch had finished, so no weights were kept"
+        )
+        return f"stopped; {where}. Try a lower --lr (a new run: a resume keeps its settings)"
+
     # ---- epoch end ------------------------------------------------------------------------------------------
     def _end_epoch(self, lr: float, metrics: dict[str, float], *, val_seconds: float) -> dict[str, Any]:
         """History row (seconds: training and validation; images_per_s: training), scheduler, checkpoints."""
         s = self.state
         if not math.isfinite(metrics["val_loss"]):
-            raise RunFailure(
-                f"non-finite validation loss at epoch {s.epoch}; stopped, last good files kept in {self.run}"
-            )
+            raise RunFailure(f"non-finite validation loss at epoch {s.epoch}; {self._kept()}")
         row: dict[str, Any] = {
             "epoch": s.epoch,
             "lr": lr,
@@ -350,6 +356,8 @@ class Trainer:
         from cxrtool.progress import progress
 
         s, cfg = self.state, self.cfg
+        if cfg.max_steps == 0 and self.world.main:
+            warn("--max-steps 0: no training step; epoch 1 validates the starting weights and saves them")
         with StopRequest() as stop:
             while s.epoch <= cfg.epochs:
                 lr = self._set_lr()
