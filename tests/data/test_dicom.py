@@ -171,6 +171,27 @@ def _write(path, data):
 
 
 @pytest.mark.parametrize(
+    "name",
+    [
+        "SC_rgb_jpeg_gdcm.dcm",  # JPEG Lossless, Process 14 SV1
+        "SC_rgb_jpeg_dcmtk.dcm",  # JPEG Baseline, YBR_FULL
+        "examples_ybr_color.dcm",  # JPEG Baseline, YBR_FULL_422, 30 frames: the first
+        "SC_rgb_rle_16bit.dcm",  # RLE, 16-bit RGB
+    ],
+)
+def test_pydicom_bundled_colour_files_read_as_luma(name):
+    """pydicom decodes (and turns YBR into RGB); the grey is ITU-R 601 luma, as Pillow's `L` for 8 bits."""
+    path = get_testdata_file(name, download=False)
+    ds = dcmread(path)
+    rgb = ds.pixel_array[0] if int(ds.get("NumberOfFrames") or 1) > 1 else ds.pixel_array
+    if rgb.dtype == np.uint8:
+        expected = np.asarray(Image.fromarray(rgb).convert("L"), dtype=np.float64)
+    else:
+        expected = rgb.astype(np.float64) @ [0.299, 0.587, 0.114] * (255.0 / 65535.0)
+    assert np.abs(np.asarray(open_image(path), dtype=np.float64) - expected).max() < 1e-3
+
+
+@pytest.mark.parametrize(
     ("make", "message"),
     [
         (lambda d: write_report(d / "sr.dcm"), r"without pixel data \(Modality SR"),
