@@ -27,13 +27,13 @@ def lossy_method(identity: str) -> str:
 def write_dicom(pixels: np.ndarray, path: Path, *, identity: str, ratio: float) -> None:
     """Write one H×W uint8 reconstruction to `path` atomically as an 8-bit MONOCHROME2 Secondary Capture."""
     from pydicom import Dataset, FileMetaDataset, dcmwrite
-    from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, generate_uid
+    from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID, ExplicitVRLittleEndian, generate_uid
 
     if pixels.dtype != np.uint8 or pixels.ndim != 2:
         raise ValueError(f"expected an H×W uint8 image, not {pixels.dtype} {pixels.shape}")
     sop_uid = generate_uid()
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SECONDARY_CAPTURE
+    meta.MediaStorageSOPClassUID = UID(SECONDARY_CAPTURE)
     meta.MediaStorageSOPInstanceUID = sop_uid
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
@@ -41,7 +41,7 @@ def write_dicom(pixels: np.ndarray, path: Path, *, identity: str, ratio: float) 
 
     ds = Dataset()
     ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = SECONDARY_CAPTURE, sop_uid
+    ds.SOPClassUID, ds.SOPInstanceUID = UID(SECONDARY_CAPTURE), sop_uid
     ds.ImageType = ["DERIVED", "SECONDARY"]
     # Patient and General Study modules: type 2, present and empty (no source header is kept)
     ds.PatientName, ds.PatientID, ds.PatientBirthDate, ds.PatientSex = "", "", "", ""

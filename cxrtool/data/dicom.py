@@ -24,12 +24,15 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 from PIL import Image
 
 from cxrtool.log import warn
+
+if TYPE_CHECKING:
+    from pydicom.uid import UID
 
 DICOM_SUFFIXES = frozenset({".dcm", ".dicom"})
 WINDOWS = ("file", "minmax", "none")
@@ -130,7 +133,7 @@ def _first_frame(f: BinaryIO) -> tuple[np.ndarray, Any]:
         raise DicomError(f"not a decodable DICOM image ({_one_line(e)})") from None
 
 
-def _syntax_of(encoding: tuple[bool | None, bool | None]) -> str:
+def _syntax_of(encoding: tuple[bool | None, bool | None]) -> UID:
     from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
     implicit, little = encoding
@@ -245,13 +248,13 @@ def _linear(window: Window) -> tuple[float, float] | None:
 
 def _nonlinear_voi(stored: np.ndarray, tags: Any, voi: str | Window, slope: float, intercept: float) -> np.ndarray:
     """t in [0, 1] for a VOI LUT Sequence (pydicom's apply_voi), a threshold window or a SIGMOID window."""
-    if voi == "lut":
+    if isinstance(voi, str):  # "lut": the file's VOI LUT Sequence
         from pydicom.pixels.processing import apply_voi
 
         m = stored if (slope, intercept) == (1.0, 0.0) else np.rint(stored * slope + intercept).astype(np.int32)
         top = (1 << int(_voi_lut(tags).LUTDescriptor[2])) - 1
         return apply_voi(m, tags).astype(np.float32) / np.float32(top)
-    center, width, function = voi  # type: ignore[misc]
+    center, width, function = voi
     m = stored.astype(np.float32) * np.float32(slope) + np.float32(intercept)
     if function == "SIGMOID":  # PS3.3 C.11.2.1.3.1
         return 1.0 / (1.0 + np.exp(-4.0 * (m - np.float32(center)) / np.float32(width)))
