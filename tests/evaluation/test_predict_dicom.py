@@ -126,3 +126,41 @@ def test_dicom_window_reaches_worker_processes(folder, ckpt, tmp_path, monkeypat
 
     bad = runner.invoke(app, ["predict", *cli, "--dicom-window", "auto", "--overwrite"])
     assert bad.exit_code == 2 and "--dicom-window" in bad.stderr
+
+
+@pytest.mark.slow  # evaluate draws roc.png: several seconds of matplotlib
+def test_evaluate_on_a_splits_file_naming_dicoms(synth_small, ckpt, tmp_path, monkeypatch):
+    """A splits.csv whose images are DICOMs (MONOCHROME1 here) evaluates as the PNGs of the same pixels, and the
+    evaluation records the window it read them with."""
+    import json
+
+    from tests_support import splits_for
+
+    from cxrtool.evaluation.evaluate import evaluate_images
+    from cxrtool.evaluation.predict import predict_files
+
+    monkeypatch.setenv(WINDOW_ENV, "file")
+    splits = pd.read_csv(splits_for(synth_small, tmp_path))
+    test = splits[splits["split"] == "test"].head(6).copy()
+    dicoms = tmp_path / "dicoms"
+    dicoms.mkdir()
+    for name in test["image"]:
+        with Image.open(synth_small / "images" / name) as img:
+            pixels = np.asarray(img.convert("L"))
+        # synthetic images need not span 0–255: the window 128/256 is the identity on 8 bits
+        inverted = 255 - pixels
+        write_dicom(dicoms / name.replace(".png", ".dcm"), inverted, photometric="MONOCHROME1", WindowCenter=128,
+                    WindowWidth=256)  # fmt: skip
+    pngs = [synth_small / "images" / name for name in test["image"]]
+    test["image"] = test["image"].str.replace(".png", ".dcm")
+    test["path"] = test["image"]
+    test.to_csv(tmp_path / "s.csv", index=False)
+    result = evaluate_images(
+        ckpt, tmp_path / "s.csv", dicoms, tmp_path / "e_dcm", split="test", n_boot=10, device="cpu"
+    )
+    assert result.images == 6
+    dcm = pd.read_csv(tmp_path / "e_dcm" / "predictions.csv")[list(LABELS)].to_numpy()
+    png = predict_files(pngs, ckpt, thresholds=None, tta="none", tta_average="probs", batch_size=8, workers=0,
+                        device="cpu")[list(LABELS)].to_numpy()  # fmt: skip
+    assert np.abs(png - dcm).max() <= 1e-5
+    assert json.loads((tmp_path / "e_dcm" / "config.json").read_text())["dicom_window"] == "file"
