@@ -51,3 +51,21 @@ Pretrained = Annotated[
 Weights = Annotated[
     Path | None, typer.Option(help="DenseNet121 weights: torchvision's densenet121-a639ec97.pth or a cxrtool file.")
 ]
+
+# ---- every command that reads images ----------------------------------------------------------------------------
+DicomWindow = Annotated[
+    str,
+    typer.Option(
+        "--dicom-window",
+        help="DICOM grey levels: file (the file's VOI LUT or first window, else minmax), minmax (the image's own "
+        "range, padding excluded) or none (the range Bits Stored allows).",
+    ),
+]
+
+
+def use_dicom_window(window: str) -> str:
+    """Validate `--dicom-window` and set it for this process and its workers (before any dataset or pool is made)."""
+    from cxrtool.data.dicom import set_dicom_window
+
+    set_dicom_window(window)
+    return window

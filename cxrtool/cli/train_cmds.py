@@ -13,6 +13,7 @@ from cxrtool.cli.options import (
     BatchSize,
     Compile,
     Device,
+    DicomWindow,
     Epochs,
     Factor,
     Images,
@@ -31,6 +32,7 @@ from cxrtool.cli.options import (
     WeightDecay,
     Weights,
     Workers,
+    use_dicom_window,
 )
 from cxrtool.cli.output import emit_frame, log
 from cxrtool.errors import InputError
@@ -86,6 +88,7 @@ def run_training(ctx: typer.Context, kind: str, values: dict[str, Any]) -> None:
         run = Path(out)
     if options.get("workers") is None:
         options["workers"] = default_workers()
+    use_dicom_window(options.get("dicom_window") or "file")  # a resumed run reads as it started (older runs: file)
     history = train(kind, options, run, resume=resume is not None, overwrite=overwrite, report_epoch=_epoch_line)
     if history:
         import pandas as pd
@@ -125,6 +128,7 @@ def train_classifier_cmd(
     max_steps: MaxSteps = None,
     limit_train: LimitTrain = None,
     limit_val: LimitVal = None,
+    dicom_window: DicomWindow = "file",
     overwrite: Overwrite = False,
 ) -> None:
     """Stage 1: train DenseNet121 on resized images ("D121 BL5"), or the FMix ablation with --augment fmix.
@@ -166,6 +170,7 @@ def train_ae_cmd(
     max_steps: MaxSteps = None,
     limit_train: LimitTrain = None,
     limit_val: LimitVal = None,
+    dicom_window: DicomWindow = "file",
     overwrite: Overwrite = False,
 ) -> None:
     """Stage 2: train the 1,025-parameter autoencoder on random patches (MSE).
@@ -218,6 +223,7 @@ def train_joint_cmd(
     max_steps: MaxSteps = None,
     limit_train: LimitTrain = None,
     limit_val: LimitVal = None,
+    dicom_window: DicomWindow = "file",
     overwrite: Overwrite = False,
 ) -> None:
     """Stage 3: train the autoencoder and DenseNet121 end to end (the AECNN), classifying the latent.

@@ -1,4 +1,9 @@
-"""Find images by file name in any folder layout, and load any PNG/JPEG mode as one channel in [0, 1]."""
+"""Find images by file name in any folder layout, and load any PNG/JPEG mode or DICOM as one channel in [0, 1].
+
+A file is an image by its suffix (PNG, JPEG, DICOM) or, without one of those, by the `DICM` marker that ends a DICOM
+file's 132-byte preamble. Opening dispatches on the file's first bytes, not its name, so a PNG named `x.dcm` (a
+`prepare` cache of a DICOM dataset keeps the names) reads as the PNG it is.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +11,26 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from cxrtool.data.dicom import (
+    DICOM_SUFFIXES,
+    DICOMDIR,
+    PREAMBLE,
+    DicomError,
+    dicom_header,
+    has_preamble,
+    read_dicom,
+    sniff,
+)
+from cxrtool.data.dicom import dicom_window as process_dicom_window
 from cxrtool.errors import InputError
 
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg"})
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg"}) | DICOM_SUFFIXES
+_PNG, _JPEG = b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff"
 
 
 class ImageReadError(InputError):
@@ -76,22 +94,50 @@ def _walk(folder: Path, prefix: str) -> Iterable[str]:
             rel = f"{prefix}{entry.name}"
             if entry.is_dir(follow_symlinks=True):
                 yield from _walk(Path(entry.path), rel + "/")
-            elif os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES:
+            elif _is_image_name(entry.name, entry.path):
                 yield rel
 
 
-def open_image(path: Path) -> Image.Image:
+def is_image_file(path: Path) -> bool:
+    """An image cxrtool reads: a PNG/JPEG/DICOM suffix, or a DICOM without one (archives name files by UID)."""
+    return _is_image_name(path.name, path)
+
+
+def _is_image_name(name: str, path: str | os.PathLike[str]) -> bool:
+    if os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES:
+        return True
+    # 132 bytes read, only for files without an image suffix; a DICOMDIR indexes a CD's images but holds none
+    return name != DICOMDIR and sniff(path)
+
+
+def open_image(path: Path, *, dicom_window: str | None = None) -> Image.Image:
     """Decode an image to a single channel: mode `L` (8-bit) or `F` on the same 0–255 scale (deeper sources).
 
     Colour and palette images become luma (ITU-R 601, Pillow's `L` conversion); an alpha channel is ignored.
-    16-bit data is scaled by its own bit depth, so 65535 maps to 255.0.
+    16-bit data is scaled by its own bit depth, so 65535 maps to 255.0. A DICOM goes through its Modality LUT and
+    the VOI that `dicom_window` names (default: the process's `--dicom-window`), see `cxrtool.data.dicom`.
     """
     try:
-        with Image.open(path) as img:
-            img.load()
-            return _to_single_channel(img)
+        with open(path, "rb") as f:
+            if _is_dicom(f, path):
+                return read_dicom(f, str(path), dicom_window or process_dicom_window())
+            with Image.open(f) as img:
+                img.load()
+                return _to_single_channel(img)
+    except DicomError as e:
+        raise ImageReadError(f"cannot read image {path}: {e}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise ImageReadError(f"cannot read image {path}: {e}") from None
+
+
+def _is_dicom(f: BinaryIO, path: Path) -> bool:
+    """By content: a PNG or JPEG signature is not DICOM; the DICM marker is; else a DICOM suffix decides (a DICOM
+    without preamble and file meta, which pydicom may still read). Leaves `f` at its start."""
+    head = f.read(PREAMBLE)
+    f.seek(0)
+    if head.startswith((_PNG, _JPEG)):
+        return False
+    return has_preamble(head) or Path(path).suffix.lower() in DICOM_SUFFIXES
 
 
 def _to_single_channel(img: Image.Image) -> Image.Image:
@@ -134,9 +180,14 @@ def resize_square(img: Image.Image, size: int) -> Image.Image:
 
 
 def image_header(path: Path) -> tuple[int, int, str]:
-    """(width, height, mode) without decoding the pixels."""
+    """(width, height, mode) without decoding the pixels; a DICOM's mode is `<Photometric>:<Bits Stored>`."""
     try:
-        with Image.open(path) as img:
-            return img.width, img.height, img.mode
+        with open(path, "rb") as f:
+            if _is_dicom(f, path):
+                return dicom_header(f)
+            with Image.open(f) as img:
+                return img.width, img.height, img.mode
+    except DicomError as e:
+        raise ImageReadError(f"cannot read image {path}: {e}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise ImageReadError(f"cannot read image {path}: {e}") from None

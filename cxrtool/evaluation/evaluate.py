@@ -184,7 +184,9 @@ def evaluate_images(
     probs = predict_paths(
         predictor, paths, tta=tta, average=tta_average, batch_size=batch_size, workers=workers, progress=progress
     )
-    specific = {"images": str(images_dir), "tta": tta, "tta_average": tta_average}
+    from cxrtool.data.dicom import dicom_window
+
+    specific = {"images": str(images_dir), "tta": tta, "tta_average": tta_average, "dicom_window": dicom_window()}
     return _finish(out, predictor, rows, probs, specific, splits_csv=splits_csv, split=split, limit=limit,
                    n_boot=n_boot, seed=seed, started=started)  # fmt: skip
 
