@@ -65,6 +65,9 @@ def stop_workers() -> None:
     """Kill this process's worker processes (DataLoader workers, process pools) and reap them."""
     import multiprocessing
 
+    if threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGCHLD"):
+        # torch's DataLoader watches its workers through SIGCHLD and would raise at their (intended) death
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     children = multiprocessing.active_children()
     for child in children:
         child.kill()

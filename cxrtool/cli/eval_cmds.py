@@ -137,7 +137,7 @@ def predict_cmd(
             progress=advance,
             errors=errors,
         )
-    write_csv(out, frame, float_format="%.6g")
+    write_csv(out, frame, float_format="%.9g")  # every float32 probability exactly
     log(f"wrote {out}: {len(frame)} images in {time.perf_counter() - start:.1f} s")
     if errors_csv.exists():
         errors_csv.unlink()  # --overwrite: an old list would be taken for this run's

@@ -51,7 +51,10 @@ def read_image(path: Path, *, dicom_window: str | None = None) -> Image.Image:
     ~15% faster than Pillow's here and pixel-identical; anything else, or any doubt, goes through `open_image`
     (DICOM read with `dicom_window`, default the process's `--dicom-window`)."""
     if _DECODE_PNG is not None and path.suffix.lower() == ".png":
-        data = path.read_bytes()
+        try:
+            data = path.read_bytes()
+        except OSError:
+            return open_image(path, dicom_window=dicom_window)  # which names the file and the errno's meaning
         # IHDR: bit depth at byte 24, colour type at byte 25 (0 = grayscale), interlace at byte 28
         if len(data) > 33 and data[12:16] == b"IHDR" and data[24] == 8 and data[25] == 0 and data[28] == 0:
             try:

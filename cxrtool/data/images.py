@@ -52,7 +52,7 @@ class ImageIndex:
             raise InputError(f"image folder {root} ({flag}) does not exist or is not a folder")
         found: dict[str, str] = {}
         dups: dict[str, list[str]] = {}
-        for rel in _walk(root, ""):
+        for rel in _walk(root, "", _folder_key(root)):
             name = rel.rsplit("/", 1)[-1]
             if name in found:
                 dups.setdefault(name, [found[name]]).append(rel)
@@ -76,26 +76,62 @@ class ImageIndex:
         return self.root / self.relpaths[name]
 
 
-def list_image_files(root: Path, *, flag: str = "IN_DIR") -> list[str]:
+def list_image_files(root: Path, *, flag: str = "IN_DIR", skipped: list[tuple[str, str]] | None = None) -> list[str]:
     """POSIX paths relative to `root` of every image below it (any nesting, hidden entries skipped), sorted.
-    Unlike ImageIndex, the same file name may appear in several folders."""
+    Unlike ImageIndex, the same file name may appear in several folders. A subfolder that cannot be read, or a
+    symbolic link back into a folder being walked (a loop), is not followed: a warning, and (folder, why) appended
+    to `skipped` when given."""
     root = Path(root)
     if not root.is_dir():
         raise InputError(f"{root} ({flag}) does not exist or is not a folder")
-    return sorted(_walk(root, ""))
+    return sorted(_walk(root, "", _folder_key(root), skipped=skipped))
 
 
-def _walk(folder: Path, prefix: str) -> Iterable[str]:
+def _folder_key(path: Path | str) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
+
+
+def _walk(
+    folder: Path, prefix: str, *ancestors: tuple[int, int], skipped: list[tuple[str, str]] | None = None
+) -> Iterable[str]:
     """Relative paths of image files, skipping hidden entries (and so cxrtool's own temporary files)."""
-    with os.scandir(folder) as entries:
-        for entry in entries:
-            if entry.name.startswith("."):
+    try:
+        entries = list(os.scandir(folder))
+    except OSError as e:
+        if not prefix:
+            raise  # the folder given itself: the caller's error, mapped to a one-line message
+        _skip(prefix.rstrip("/"), f"folder not read ({e.strerror or e})", skipped)
+        return
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        rel = f"{prefix}{entry.name}"
+        if _is_dir(entry):
+            key = _folder_key(entry.path)
+            if key in ancestors:
+                _skip(rel, "a symbolic link back into a folder above it (a loop): not followed", skipped)
                 continue
-            rel = f"{prefix}{entry.name}"
-            if entry.is_dir(follow_symlinks=True):
-                yield from _walk(Path(entry.path), rel + "/")
-            elif _is_image_name(entry.name, entry.path):
-                yield rel
+            yield from _walk(Path(entry.path), rel + "/", *ancestors, key, skipped=skipped)
+        elif _is_image_name(entry.name, entry.path):
+            yield rel
+
+
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    """A folder or a link to one; a broken or looping link is not (it is listed if named like an image, and then
+    fails to read like any unreadable image)."""
+    try:
+        return entry.is_dir(follow_symlinks=True)
+    except OSError:
+        return False
+
+
+def _skip(rel: str, why: str, skipped: list[tuple[str, str]] | None) -> None:
+    from cxrtool.log import warn
+
+    warn(f"{rel}: {why}")
+    if skipped is not None:
+        skipped.append((rel, why))
 
 
 def is_image_file(path: Path) -> bool:

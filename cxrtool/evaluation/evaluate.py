@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from cxrtool import __version__
+from cxrtool.artifacts import replaced_dir
 from cxrtool.evaluation.eval_dir import MEAN, METRIC_COLUMNS, ROC, write_evaluation
 
 
@@ -134,17 +135,20 @@ def finish_evaluation(
         "seconds": round(seconds, 2),
         "cxrtool_version": __version__,
     }
-    write_evaluation(out, images=images, labels=labels, probs=probs, targets=targets, metrics=metrics, config=config)
-    plot_roc(out / ROC, labels, targets, probs, metrics["auc"].to_numpy(dtype=float)[: len(labels)])
+    with replaced_dir(out) as staged:  # an earlier evaluation in --out is replaced only by a complete new one
+        write_evaluation(
+            staged, images=images, labels=labels, probs=probs, targets=targets, metrics=metrics, config=config
+        )
+        plot_roc(staged / ROC, labels, targets, probs, metrics["auc"].to_numpy(dtype=float)[: len(labels)])
     return EvaluationResult(metrics=metrics, images=len(images), seconds=seconds)
 
 
-def prepare_out_dir(out: Path, *, overwrite: bool) -> None:
+def check_out_dir(out: Path, *, overwrite: bool) -> None:
+    """Refuse an --out that holds anything, unless --overwrite; nothing is written or removed here."""
     from cxrtool.errors import InputError
 
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
         raise InputError(f"--out {out} already exists; pass --overwrite to replace it or choose another folder")
-    out.mkdir(parents=True, exist_ok=True)
 
 
 def evaluate_images(
@@ -180,7 +184,7 @@ def evaluate_images(
     if missing:
         raise InputError(f"{splits_csv} lacks the checkpoint's label column(s) {', '.join(missing)}")
     paths = resolve_paths(rows, ImageIndex.build(images_dir))
-    prepare_out_dir(out, overwrite=overwrite)
+    check_out_dir(out, overwrite=overwrite)
     probs = predict_paths(
         predictor, paths, tta=tta, average=tta_average, batch_size=batch_size, workers=workers, progress=progress
     )
@@ -236,7 +240,7 @@ def evaluate_latents(
         )
     rows = rows_for(read_splits(splits_csv), split, limit=limit, seed=seed, path=splits_csv)
     keys = _store_keys(store, rows["image"].tolist(), store_dir)
-    prepare_out_dir(out, overwrite=overwrite)
+    check_out_dir(out, overwrite=overwrite)
     probs = np.zeros((len(keys), len(predictor.info.labels)))
     model = predictor.model
     with torch.no_grad():

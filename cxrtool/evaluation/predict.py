@@ -13,14 +13,18 @@ from cxrtool.errors import InputError
 ERROR_COLUMNS = ("image", "error")  # errors.csv beside the output: `image` as in the predictions
 
 
-def collect_images(inputs: list[Path]) -> tuple[list[str], list[Path]]:
-    """(display names, paths): files as given, folders walked recursively (names relative to the folder)."""
+def collect_images(inputs: list[Path], skipped: list[tuple[str, str]] | None = None) -> tuple[list[str], list[Path]]:
+    """(display names, paths): files as given, folders walked recursively (names relative to the folder). Subfolders
+    that cannot be read (or loop) are appended to `skipped` as (name, why)."""
     names, paths = [], []
     for item in inputs:
         if item.is_dir():
-            for rel in list_image_files(item, flag="IMAGES"):
+            folders: list[tuple[str, str]] = []
+            for rel in list_image_files(item, flag="IMAGES", skipped=folders):
                 names.append(rel if len(inputs) == 1 else str(Path(item.name) / rel))
                 paths.append(item / rel)
+            if skipped is not None:
+                skipped += [(rel if len(inputs) == 1 else str(Path(item.name) / rel), why) for rel, why in folders]
         elif item.is_file():
             if not is_image_file(item):
                 raise InputError(f"{item} is not a PNG, JPEG or DICOM file")
@@ -67,7 +71,7 @@ def predict_files(
     predictor = load_predictor(ckpt, pick_device(device))
     labels = predictor.info.labels
     cuts = read_thresholds(thresholds, labels) if thresholds is not None else None
-    names, paths = collect_images(inputs)
+    names, paths = collect_images(inputs, errors)
     failed: list[tuple[int, str]] | None = [] if errors is not None else None
     probs = predict_paths(
         predictor,
