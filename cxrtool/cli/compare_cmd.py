@@ -21,7 +21,8 @@ def compare_cmd(
     evals: Annotated[
         list[Path] | None,
         typer.Argument(
-            help="Evaluation directories (`evaluate --out`); the first is the baseline.",
+            help="Evaluation directories (`evaluate --out`), or localization directories (`localize --out`); the "
+            "first is the baseline.",
             show_default=False,
             metavar="EVAL",
         ),
@@ -56,6 +57,8 @@ def compare_cmd(
     is on stderr). `--out` columns: label; per evaluation NAME_auc, NAME_ci_low, NAME_ci_high; per group
     NAME_mean, NAME_sd; per pair p_NAME_vs_FIRST, p_holm_NAME_vs_FIRST; ref_* with --reference; best.
 
+    Localization directories (`localize --out`) are compared by pointing on the same boxes (exact McNemar, Holm).
+
     Example:  cxrtool compare evals/d121 evals/aecnn --names d121,aecnn --reference paper --out table.csv
     """
     from cxrtool.artifacts import ensure_new, write_csv, write_text
@@ -66,6 +69,13 @@ def compare_cmd(
         if out.suffix.lower() not in OUT_SUFFIXES:
             raise InputError(f"--out {out}: the table is written as .csv or .md, not {out.suffix or 'no suffix'!r}")
         ensure_new(out, overwrite=overwrite)
+    from cxrtool.explain.loc_dir import is_localization
+
+    if evals and any(is_localization(path) for path in evals):  # `localize` directories: pointing, McNemar
+        from cxrtool.cli.compare_localization import compare_localization_dirs
+
+        compare_localization_dirs(evals, names=names, others=bool(reference or group), out=out)
+        return
     cache: dict[Path, Evaluation] = {}
 
     def read(path: Path) -> Evaluation:  # one read per directory, however often it is named
