@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -61,7 +61,7 @@ def compare_cmd(
 
     Example:  cxrtool compare evals/d121 evals/aecnn --names d121,aecnn --reference paper --out table.csv
     """
-    from cxrtool.artifacts import ensure_new, write_csv, write_text
+    from cxrtool.artifacts import ensure_new
     from cxrtool.evaluation.compare import compare_evaluations, display_rows
     from cxrtool.evaluation.eval_dir import Evaluation, read_evaluation
 
@@ -89,11 +89,17 @@ def compare_cmd(
     name_list = [n.strip() for n in names.split(",")] if names is not None else None
     result = compare_evaluations(evaluations, name_list, groups=groups, reference=reference)
 
+    header, rows = display_rows(result)
+    emit_comparison(result, header, rows, title=f"ROC-AUC by label, baseline {result.baseline}", out=out)
+
+
+def emit_comparison(result: Any, header: list[str], rows: list[list[str]], *, title: str, out: Path | None) -> None:
+    """Notes and method on stderr, the table on stdout (the method below it off a terminal), --out as CSV or .md."""
+    from cxrtool.artifacts import write_csv, write_text
+
     for note in result.notes:
         log(note)
     log(result.method)
-    header, rows = display_rows(result)
-    title = f"ROC-AUC by label, baseline {result.baseline}"
     emit_table(header, rows, title=title)
     if not sys.stdout.isatty():
         print(f"\n{result.method}", flush=True)

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-from cxrtool.cli.output import emit_table, log, markdown_table
 from cxrtool.errors import InputError
 
 
 def compare_localization_dirs(evals: list[Path], *, names: str | None, others: bool, out: Path | None) -> None:
-    from cxrtool.artifacts import write_csv, write_text
+    from cxrtool.cli.compare_cmd import emit_comparison
     from cxrtool.explain.compare import compare_localizations, display_rows
     from cxrtool.explain.loc_dir import LOCALIZATION, is_localization, read_localization
 
@@ -24,18 +22,5 @@ def compare_localization_dirs(evals: list[Path], *, names: str | None, others: b
         raise InputError("--reference and --group apply to evaluations (AUCs), not to localization directories")
     name_list = [n.strip() for n in names.split(",")] if names is not None else None
     result = compare_localizations([read_localization(path) for path in evals], name_list)
-    for note in result.notes:
-        log(note)
-    log(result.method)
     header, rows = display_rows(result)
-    title = f"Pointing by label, baseline {result.names[0]}"
-    emit_table(header, rows, title=title)
-    if not sys.stdout.isatty():
-        print(f"\n{result.method}", flush=True)
-    if out is not None:
-        if out.suffix.lower() == ".csv":
-            write_csv(out, result.table)
-        else:
-            notes = "".join(f"\n{note}\n" for note in result.notes)
-            write_text(out, f"{title}\n\n{markdown_table(header, rows)}\n\n{result.method}\n{notes}")
-        log(f"wrote {out}")
+    emit_comparison(result, header, rows, title=f"Pointing by label, baseline {result.names[0]}", out=out)

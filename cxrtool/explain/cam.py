@@ -104,13 +104,13 @@ class CamEngine:
 
     def grids(self, labels: Sequence[int]) -> np.ndarray:
         """(len(labels), h, w) non-negative maps of the last `forward`'s image, one per label index."""
-        activation = self._activation
-        if activation is None:
+        activation, logits = self._activation, self._logits
+        if activation is None or logits is None:
             raise RunFailure("CamEngine.grids called before forward")
         if not labels:
             return np.zeros((0, *activation.shape[-2:]), dtype=np.float32)
         grads = [
-            torch.autograd.grad(self._logits[0, j], activation, retain_graph=i < len(labels) - 1)[0]
+            torch.autograd.grad(logits[0, j], activation, retain_graph=i < len(labels) - 1)[0]
             for i, j in enumerate(labels)
         ]
         self._activation = self._logits = None  # the graph is spent

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from cxrtool.errors import InputError
-from cxrtool.evaluation.compare import _best, _check_name, _default_name, _unique, format_p
+from cxrtool.evaluation.compare import _best, _members, format_p
 from cxrtool.evaluation.eval_dir import MEAN
 from cxrtool.evaluation.metrics import holm
 from cxrtool.explain.loc_dir import KEY, Localization
@@ -47,15 +47,7 @@ class LocalizationComparison:
 
 def compare_localizations(locs: list[Localization], names: list[str] | None = None) -> LocalizationComparison:
     """Pointing of every localization, each tested against the first on the boxes they share."""
-    if not locs:
-        raise InputError("give at least one localization directory")
-    names = names if names is not None else _unique([_default_name(loc.path) for loc in locs])
-    if len(names) != len(locs):
-        raise InputError(f"--names gives {len(names)} name(s) for {len(locs)} directories; give one per directory")
-    for name in names:
-        _check_name(name, "--names")
-    if len(set(names)) != len(names):
-        raise InputError(f"--names must be unique: {','.join(names)}")
+    _, names, _ = _members(locs, names, {})  # type: ignore[arg-type]  # the same naming rules (it reads .path)
     labels = locs[0].labels
     for loc, name in zip(locs[1:], names[1:]):
         if set(loc.labels) != set(labels):
@@ -78,10 +70,10 @@ def compare_localizations(locs: list[Localization], names: list[str] | None = No
             table[f"only_{name}_vs_{names[0]}"] = only_other
             table[f"only_{names[0]}_vs_{name}"] = only_base
             raw[name] = p
-    mean_holm = holm([p[-1] for p in raw.values()]) if raw else []
+    mean_holm = holm([float(p[-1]) for p in raw.values()]) if raw else np.array([])
     for (name, p), p_mean in zip(raw.items(), mean_holm):
         table[f"p_{name}_vs_{names[0]}"] = p
-        table[f"p_holm_{name}_vs_{names[0]}"] = [*holm(p[:-1]), p_mean]
+        table[f"p_holm_{name}_vs_{names[0]}"] = [*holm(p[:-1].tolist()), p_mean]
     table["best"] = [_best({n: v[i] for n, v in pointing.items()}) for i in range(len(rows))]
     n_tested = int(np.sum(~np.isnan(next(iter(raw.values()))[:-1]))) if raw else 0  # labels with boxes
     return LocalizationComparison(table=table, names=names, method=_method(names, len(raw), n_tested), notes=notes)

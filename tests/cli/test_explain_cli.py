@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 from safetensors import safe_open
+from tests_support import make_eval, make_localization
 from typer.testing import CliRunner
 
 from cxrtool.cli.app import app
@@ -164,25 +165,19 @@ def test_localize_without_any_present_image_exits_2(ckpts, images, tmp_path):
     assert result.exit_code == 2 and "no box to score" in result.stderr and not out.exists()
 
 
-def test_compare_two_localizations(ckpts, images, tmp_path):
-    bbox = _bbox(tmp_path / "b.csv", [("a.png", "Mass", 10, 8, 30, 20), ("b.jpg", "Nodule", 5, 5, 60, 60)])
-    dirs = []
-    for name in ("c", "c2"):
-        out = tmp_path / name
-        result = runner.invoke(app, ["localize", "--ckpt", ckpts[name], "--bbox", str(bbox), "--images", str(images),
-                                     "--out", str(out), "--bootstrap", "20", "--device", "cpu"])  # fmt: skip
-        assert result.exit_code == 0, result.output
-        dirs.append(str(out))
-    result = runner.invoke(app, ["compare", *dirs, "--names", "d121,aecnn", "--out", str(tmp_path / "t.csv")])
+def test_compare_routes_localizations_to_mcnemar(tmp_path):
+    base = make_localization(tmp_path / "d121", {"Mass": [1, 0, 1, 0], "Nodule": [0, 0]})
+    other = make_localization(tmp_path / "aecnn", {"Mass": [1, 1, 1, 1], "Nodule": [1, 0]})
+    result = runner.invoke(app, ["compare", str(base), str(other), "--names", "d121,aecnn", "--out",
+                                 str(tmp_path / "t.csv")])  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert "McNemar" in result.stdout and "p_aecnn_vs_d121" in result.stdout
+    assert "McNemar" in result.stdout and "p_aecnn_vs_d121" in result.stdout and "DeLong" not in result.stdout
     table = pd.read_csv(tmp_path / "t.csv")
-    assert {"d121_pointing", "aecnn_pointing", "p_aecnn_vs_d121", "p_holm_aecnn_vs_d121"} <= set(table.columns)
     assert list(table["label"]) == ["Mass", "Nodule", "Mean"]
+    assert table["only_aecnn_vs_d121"].tolist() == [2, 1, 3] and table["p_aecnn_vs_d121"].iloc[2] == 0.25
 
-    evaluation = tmp_path / "eval"
-    evaluation.mkdir()
-    result = runner.invoke(app, ["compare", dirs[0], str(evaluation)])
-    assert result.exit_code == 2 and "localization" in result.stderr
-    result = runner.invoke(app, ["compare", *dirs, "--reference", "paper"])
+    evaluation = make_eval(tmp_path / "eval", n=20)
+    result = runner.invoke(app, ["compare", str(base), str(evaluation)])
+    assert result.exit_code == 2 and "localization" in result.stderr and "Traceback" not in result.output
+    result = runner.invoke(app, ["compare", str(base), str(other), "--reference", "paper"])
     assert result.exit_code == 2 and "--reference" in result.stderr

@@ -12,8 +12,8 @@ from PIL import Image
 from cxrtool.data.images import ImageIndex
 from cxrtool.data.labels import LABELS
 from cxrtool.explain.boxes import read_bbox_list
-from cxrtool.explain.localize import score_boxes
 from cxrtool.explain.maps import Explainer
+from cxrtool.explain.scoring import score_boxes
 
 GEOMETRIES = [("classifier", 128), ("joint", 256)]  # DenseNet-input cells of 8 and 16 original pixels
 

@@ -15,8 +15,9 @@ from cxrtool.data.images import ImageIndex
 from cxrtool.errors import InputError
 from cxrtool.explain.boxes import best_match, contains, overlaps, predicted_boxes, read_bbox_list
 from cxrtool.explain.geometry import Heatmap
-from cxrtool.explain.localize import localization_table, score_boxes, select_boxes
+from cxrtool.explain.localize import select_boxes
 from cxrtool.explain.maps import ImageMaps
+from cxrtool.explain.scoring import localization_table, score_boxes
 
 LABELS = ("Mass", "Nodule")
 
