@@ -11,6 +11,7 @@ from cxrtool.cli.app import command
 from cxrtool.cli.eval_cmds import Ckpt
 from cxrtool.cli.options import Device, Overwrite, Seed
 from cxrtool.cli.output import emit_frame, log, progress
+from cxrtool.errors import PartialSuccess
 
 Method = Annotated[
     str,
@@ -44,7 +45,7 @@ def explain_cmd(
     """Heatmaps of where the model looked, over each radiograph, in its own pixels (Grad-CAM on DenseNet121's last
     dense block; a joint model's map is computed on the latent and mapped back through the 4× encoder).
 
-    Writes DIR/<image>_<label>.png, DIR/heatmaps.safetensors (float16, each map scaled to its maximum),
+    Writes DIR/<image>_<label>.png, DIR/heatmaps.safetensors (float16, each map divided by its maximum),
     DIR/explain.csv (image, label, probability, peak_x, peak_y, overlay) and DIR/config.json; prints explain.csv.
 
     Example:  cxrtool explain xray1.png scans/ --ckpt runs/aecnn --out heatmaps --labels Effusion,Cardiomegaly
@@ -64,8 +65,9 @@ def explain_cmd(
             overwrite=overwrite,
             progress=advance,
         )
-    emit_frame(result.table, title=f"{out}: {result.images} image(s)", digits=4)
-    log(f"explained {result.images} image(s) in {result.seconds:.1f} s; files in {out}")
+    emit_frame(result.table, title=f"{out}: {result.images - len(result.skipped)} image(s)", digits=4)
+    log(f"explained {result.images - len(result.skipped)} image(s) in {result.seconds:.1f} s; files in {out}")
+    _partial(result.skipped, out, f"of {result.images}", "skipped")
 
 
 @command("localize")
@@ -124,3 +126,12 @@ def localize_cmd(
         )
     emit_frame(result.table.set_index("label"), index_name="label", title=f"{out}: {counts['scored']} boxes")
     log(f"scored {counts['scored']} of {counts['listed']} boxes in {result.seconds:.1f} s; files in {out}")
+    _partial(result.unreadable, out, "", f"skipped with their {counts['unreadable']} box(es)")
+
+
+def _partial(skipped: list[tuple[str, str]], out: Path, of: str, what: str) -> None:
+    """Exit 3 after the results when some images could not be read (they are in errors.csv)."""
+    if skipped:
+        listed = "; ".join(f"{name}: {error}" for name, error in skipped[:5])
+        raise PartialSuccess(f"{len(skipped)} {of + ' ' if of else ''}image(s) could not be read and were {what} "
+                             f"(listed in {out / 'errors.csv'}): {listed}")  # fmt: skip

@@ -1,14 +1,15 @@
 """`cxrtool explain`: heatmaps over a user's radiographs, in their own pixels (SPEC §5, Explanations and localization).
 
 DIR/<image>_<label>.png  the radiograph, the label's map over it, a colour bar, label and probability in a corner
-DIR/heatmaps.safetensors float16 maps keyed `<image>/<label>` (split at the last /), each scaled to its own maximum
-                         and stored at the original's aspect with the longer side --map-size (never enlarged); the
+DIR/heatmaps.safetensors float16 maps keyed `<image>/<label>` (split at the last /), each divided by its maximum at
+                         the original's resolution (so ≤ 1) and stored at the original's aspect with the longer side
+                         --map-size (never enlarged); the
                          metadata `cxrtool.heatmaps` lists per key the image, label, original width and height, map
                          size, the map's raw maximum and the probability
 DIR/explain.csv          image, label, probability, peak_x, peak_y (the map's maximum, original-image pixels from
                          the top-left corner, empty for an all-zero map), overlay (the PNG's name)
 DIR/config.json          checkpoint, method, target layer, labels, sizes, version
-DIR/errors.csv           images that could not be read (then exit 3)
+DIR/errors.csv           images that could not be read (the command then exits 3)
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cxrtool.errors import InputError, PartialSuccess
+from cxrtool.errors import InputError
 from cxrtool.explain.boxes import LABEL_ALIASES
 
 EXPLAIN_COLUMNS = ("image", "label", "probability", "peak_x", "peak_y", "overlay")
@@ -85,6 +86,8 @@ def explain_files(
     check_method(method)
     predictor = load_predictor(ckpt, pick_device(device))
     names, paths = collect_images(inputs)
+    unique = dict(zip(names, paths))  # a file given twice is explained once
+    names, paths = list(unique), list(unique.values())
     return explain_images(predictor, names, paths, out, labels=labels, top=top, method=method, map_size=map_size,
                           overwrite=overwrite, progress=progress)  # fmt: skip
 
@@ -131,11 +134,6 @@ def explain_images(
         "skipped": len(skipped),
     }
     _write(out, table, outputs.tensors, outputs.entries, config, skipped)
-    if skipped:
-        raise PartialSuccess(
-            f"{len(skipped)} of {len(paths)} image(s) could not be read and were skipped (listed in "
-            f"{out / ERRORS}): " + "; ".join(f"{name}: {error}" for name, error in skipped[:5])
-        )
     return ExplainResult(table=table, images=len(paths), skipped=skipped, seconds=time.perf_counter() - started)
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from cxrtool.errors import InputError, PartialSuccess
+from cxrtool.errors import InputError
 from cxrtool.explain.cam import TARGET_LAYER as TARGET_LAYER_NAME
 from cxrtool.explain.loc_dir import ERRORS
 from cxrtool.explain.scoring import CONNECTIVITY, MEAN_DEFINITION, Scored, localization_table, score_boxes
@@ -35,6 +35,7 @@ class LocalizeResult:
     table: pd.DataFrame  # localization.csv
     counts: dict[str, int]
     missing_images: list[str]
+    unreadable: list[tuple[str, str]]  # (image, error), listed in errors.csv
     seconds: float
 
 
@@ -149,38 +150,34 @@ def localize_run(
     counts["scored"] = len(scored.boxes)
     box_labels = [label for label in labels if label in set(boxes["label"])]
     table = localization_table(scored.boxes, box_labels, n_boot=n_boot, seed=seed)
-    config = {
-        "ckpt": str(predictor.info.path),
-        "kind": predictor.info.kind,
-        "input": predictor.info.input,
-        "bbox": str(bbox),
-        "images": str(images),
-        "splits": None if splits is None else str(splits),
-        "split": split if splits is not None else None,
-        "method": method,
-        "target_layer": TARGET_LAYER_NAME,
-        "map_threshold": map_threshold,
-        "connectivity": CONNECTIVITY,
-        "mean": MEAN_DEFINITION,
-        "bootstrap": n_boot,
-        "seed": seed,
-        "device": str(predictor.device),
-        "boxes": counts,
-        "missing_images": selection.missing_images,
-    }
+    options = {"bbox": str(bbox), "images": str(images), "splits": None if splits is None else str(splits),
+               "split": split if splits is not None else None, "method": method, "map_threshold": map_threshold,
+               "bootstrap": n_boot, "seed": seed}  # fmt: skip
+    config = _config(predictor, options, counts, selection.missing_images)
     _write(out, scored, table, config, unreadable, box_labels, index)
-    if unreadable:
-        raise PartialSuccess(
-            f"{len(unreadable)} image(s) could not be read; their {counts['unreadable']} box(es) were not scored "
-            f"(listed in {out / ERRORS}): " + "; ".join(f"{n}: {e}" for n, e in unreadable[:5])
-        )
     return LocalizeResult(
         boxes=scored.boxes,
         table=table,
         counts=counts,
         missing_images=selection.missing_images,
+        unreadable=unreadable,
         seconds=time.perf_counter() - started,
     )
+
+
+def _config(predictor: Any, options: dict[str, Any], counts: dict[str, int], missing: list[str]) -> dict[str, Any]:
+    return {
+        "ckpt": str(predictor.info.path),
+        "kind": predictor.info.kind,
+        "input": predictor.info.input,
+        **options,
+        "target_layer": TARGET_LAYER_NAME,
+        "connectivity": CONNECTIVITY,
+        "mean": MEAN_DEFINITION,
+        "device": str(predictor.device),
+        "boxes": counts,
+        "missing_images": missing,
+    }
 
 
 def _boxes_of(boxes: pd.DataFrame, unreadable: list[tuple[str, str]]) -> int:

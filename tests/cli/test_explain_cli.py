@@ -181,3 +181,19 @@ def test_compare_routes_localizations_to_mcnemar(tmp_path):
     assert result.exit_code == 2 and "localization" in result.stderr and "Traceback" not in result.output
     result = runner.invoke(app, ["compare", str(base), str(other), "--reference", "paper"])
     assert result.exit_code == 2 and "--reference" in result.stderr
+
+
+def test_localize_unreadable_image_exits_3_after_writing(ckpts, images, tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    (folder / "a.png").write_bytes((images / "a.png").read_bytes())
+    (folder / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    bbox = _bbox(tmp_path / "b.csv", [("a.png", "Mass", 10, 8, 30, 20), ("bad.png", "Mass", 1, 1, 5, 5)])
+    out = tmp_path / "loc"
+    result = runner.invoke(app, ["localize", "--ckpt", ckpts["c"], "--bbox", str(bbox), "--images", str(folder),
+                                 "--out", str(out), "--bootstrap", "10", "--device", "cpu"])  # fmt: skip
+    assert result.exit_code == 3 and "bad.png" in result.stderr, result.output
+    assert list(pd.read_csv(out / "errors.csv")["image"]) == ["bad.png"]
+    assert list(pd.read_csv(out / "boxes.csv")["image"]) == ["a.png"] and "| Mean" in result.stdout
+    config = json.loads((out / "config.json").read_text())["config"]
+    assert config["boxes"]["unreadable"] == 1 and config["boxes"]["scored"] == 1

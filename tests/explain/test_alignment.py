@@ -88,3 +88,27 @@ def test_non_square_original(real_data, real_boxes, box_predictor, kind, crop):
     explainer = Explainer(predictor)
     _check_peak(explainer, img, row["label"], box, kind, crop)
     explainer.close()
+
+
+def test_explain_files_put_the_peak_in_the_box(real_data, real_boxes, box_predictor, tmp_path):
+    """What `explain` writes: explain.csv's peak and the stored map's maximum, for the joint geometry."""
+    import json
+
+    from safetensors import safe_open
+
+    from cxrtool.explain.explain import explain_images
+
+    row = real_boxes[real_boxes["image"] == "00022178_000.png"].iloc[0]
+    x, y, w, h = row["x"], row["y"], row["w"], row["h"]
+    predictor = box_predictor("joint", 256, 1024, 1024, {row["label"]: (x, y, w, h)}, decoy=_decoy(row["label"]))
+    path = real_data / "images" / row["image"]
+    result = explain_images(predictor, [row["image"]], [path], tmp_path / "ex", labels=row["label"], map_size=128)
+    peak = result.table.iloc[0]
+    assert x <= peak["peak_x"] + 0.5 <= x + w and y <= peak["peak_y"] + 0.5 <= y + h
+    with safe_open(str(tmp_path / "ex" / "heatmaps.safetensors"), framework="np") as f:
+        stored = f.get_tensor(f"{row['image']}/{row['label']}")
+        entry = json.loads(f.metadata()["cxrtool.heatmaps"])[0]
+    assert stored.shape == (128, 128) and stored.dtype == np.float16 and entry["map_width"] == 128
+    sy, sx = np.unravel_index(np.argmax(stored), stored.shape)  # a 128² map: 8 original pixels per stored pixel
+    assert x - 8 <= (sx + 0.5) * 8 <= x + w + 8 and y - 8 <= (sy + 0.5) * 8 <= y + h + 8
+    assert 0.8 < stored.max() <= 1.0 and (tmp_path / "ex" / peak["overlay"]).is_file()  # max taken at 1024²
