@@ -55,24 +55,34 @@ def _task(kind: str):
     return JointTask(LABELS, targets, lam=0.9)
 
 
-def model_speed(kind: str, side: int, per_item: int, batch: int, steps: int, device, amp: bool) -> float:
-    """Training images/s on a fixed in-memory batch (patches count as images for stage 2)."""
+def model_speed(
+    kind: str, side: int, per_item: int, batch: int, steps: int, device, amp: bool, fp16: bool = False
+) -> float:
+    """Training images/s on a fixed in-memory batch (patches count as images for stage 2); `fp16` forces fp16 with
+    a GradScaler where the GPU has bf16."""
     model = build_model(kind).to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-    n = batch if kind != "autoencoder" else max(batch, per_item)
+    n = batch  # stage 2 counts patches: a batch of `batch` patches, one from each of `batch` images
     x = torch.rand(n, 1, side, side, device=device)
     batch_data = {"image": x, "target": torch.zeros(n, len(LABELS), device=device)}
     task = _task(kind)
-    dtype = torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float16
+    native_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False)
+    dtype = torch.bfloat16 if native_bf16 and not fp16 else torch.float16
+    scaler = torch.amp.GradScaler("cuda") if amp and dtype == torch.float16 else None
 
     def step() -> None:
         with torch.autocast(device.type, dtype=dtype, enabled=amp):
             loss = task.train_step(model, batch_data, epoch=1, step=0)["loss"]
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
 
     step()
     if device.type == "cuda":
@@ -89,9 +99,8 @@ def loader_speed(kind: str, paths: list[Path], workers: int, batches: int, batch
     """Images/s the input pipeline delivers alone (decode + augmentation) with `workers` processes."""
     if kind == "classifier":
         data = ImageDataset(paths, None, classifier_train(resize_to=256, crop=224, augment="bl5"), seed=0, tag="b")
-    elif kind == "autoencoder":
+    elif kind == "autoencoder":  # a loader batch: `batch` images x 16 patches, i.e. 16 optimizer batches
         data = PatchDataset(paths, size=128, count=16, seed=0, flips=True, fixed=False)
-        batch = max(1, batch // 16)
     else:
         data = ImageDataset(paths, None, joint_train(crop=896), seed=0, tag="b")
     loader = DataLoader(
@@ -135,7 +144,8 @@ def main() -> None:
         cached = [tmp / "cache" / "images" / n for n in sorted(index.relpaths)]
         print(f"device: {name}; batch {args.batch}; {args.steps} timed steps; loader: {args.workers} worker(s)")
         header = (
-            "stage                  model fp32  model amp  loader orig  loader cache  cores to keep up (orig/cache)"
+            "stage                  model fp32  model amp  amp fp16  loader orig  loader cache  "
+            "cores to keep up (orig/cache)"
         )
         print(header)
         wanted = {int(s) for s in args.stages.split(",")}
@@ -143,10 +153,10 @@ def main() -> None:
             if number not in wanted:
                 continue
             fp32 = model_speed(kind, side, per_item, args.batch, args.steps, device, amp=False)
-            amp = (
-                model_speed(kind, side, per_item, args.batch, args.steps, device, amp=True)
-                if device.type == "cuda"
-                else None
+            cuda = device.type == "cuda"
+            amp = model_speed(kind, side, per_item, args.batch, args.steps, device, amp=True) if cuda else None
+            fp16 = (
+                model_speed(kind, side, per_item, args.batch, args.steps, device, amp=True, fp16=True) if cuda else None
             )
             orig = loader_speed(kind, paths, args.workers, args.batches, args.batch)
             cache = loader_speed(kind, cached, args.workers, args.batches, args.batch) if kind == "classifier" else None
@@ -154,7 +164,8 @@ def main() -> None:
             need_orig = fastest / (orig / args.workers)
             need_cache = f"{fastest / (cache / args.workers):.1f}" if cache else "-"
             print(
-                f"{stage:22s} {fp32:10.1f} {amp if amp else float('nan'):10.1f} {orig:12.1f} "
+                f"{stage:22s} {fp32:10.1f} {amp if amp else float('nan'):10.1f} {fp16 if fp16 else float('nan'):9.1f} "
+                f"{orig:12.1f} "
                 f"{cache if cache else float('nan'):13.1f}  {need_orig:.1f} / {need_cache}"
             )
             if kind == "joint" and device.type == "cuda":

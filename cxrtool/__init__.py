@@ -1,3 +1,3 @@
 """cxrtool: compress chest radiographs with a learned encoder and classify them in the compressed domain."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -48,6 +49,28 @@ def atomic_path(path: Path) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+@contextlib.contextmanager
+def replaced_dir(path: Path) -> Iterator[Path]:
+    """Yield a new, empty folder beside `path`; when the block succeeds it takes `path`'s place, and only then is
+    an earlier output there removed. A failure leaves the old output as it was and no partial new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    os.chmod(tmp, 0o777 & ~UMASK)
+    try:
+        yield tmp
+        old = None
+        if path.exists() or path.is_symlink():
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+            os.replace(path, old / "old")
+        os.replace(tmp, path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def write_text(path: Path, text: str) -> None:
@@ -107,7 +130,16 @@ def read_safetensors_header(path: Path) -> tuple[dict[str, str], dict[str, dict[
             if not 0 < size < 100_000_000:
                 raise ValueError("implausible header size")
             header = json.loads(f.read(size))
-    except (OSError, ValueError) as e:
+        if not isinstance(header, dict):
+            raise ValueError("its header is not a JSON object")
+        metadata = header.pop("__metadata__", {}) or {}
+        promised = 8 + size + max((t["data_offsets"][1] for t in header.values()), default=0)
+        actual = path.stat().st_size
+    except (OSError, ValueError, TypeError, KeyError) as e:
         raise InputError(f"{path} is not a readable safetensors file ({e})") from None
-    metadata = header.pop("__metadata__", {}) or {}
+    if actual < promised:
+        raise InputError(
+            f"{path} is truncated ({actual} bytes where its header promises {promised}): an interrupted copy or "
+            "download? copy it again"
+        )
     return metadata, header

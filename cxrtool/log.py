@@ -11,3 +11,8 @@ def info(message: str) -> None:
 
 def warn(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def a(word: str) -> str:
+    """The word with its indefinite article: "an autoencoder", "a joint"."""
+    return f"{'an' if word[:1].lower() in 'aeiou' else 'a'} {word}"

@@ -24,3 +24,13 @@ def synth_small(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("synth") / "data"
     write_synthetic(out, SynthConfig(n=160, size=64, seed=1))
     return out
+
+
+@pytest.fixture(scope="session")
+def synth_splits(synth_small: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The splits.csv of `synth_small` (seed 0, with paths)."""
+    from cxrtool.data.splits import SplitRequest, split_dataset
+
+    out = tmp_path_factory.mktemp("splits") / "s.csv"
+    split_dataset(synth_small, SplitRequest(seed=0), images=synth_small).frame.to_csv(out, index=False)
+    return out

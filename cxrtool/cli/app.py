@@ -7,29 +7,72 @@ and `check` start without loading torch.
 from __future__ import annotations
 
 import importlib
+import signal
 import sys
+import threading
+import traceback
 from typing import Annotated, Any
 
+import click
 import typer
 from typer.core import TyperCommand
 
 from cxrtool import __version__
-from cxrtool.errors import CxrError
 
 
 class CxrCommand(TyperCommand):
-    """Turns cxrtool's typed errors into a one-line message on stderr and the SPEC §5 exit code."""
+    """Turns any failure into a one-line message on stderr and the SPEC §5 exit code, within seconds.
+
+    SIGTERM (a cluster's preemption, `kill`) is handled like Ctrl-C: commands that keep resumable state save it
+    and exit 130. On any failure the command's worker processes are killed before the exit: DataLoader workers
+    ignore SIGTERM (so that the main process can stop at a step boundary), and Python's exit-time
+    terminate-and-join would otherwise wait for them forever."""
 
     def invoke(self, ctx: Any) -> Any:
+        from cxrtool.failures import debug, describe
+
+        restore = _sigterm_as_interrupt()
         try:
             return super().invoke(ctx)
-        except CxrError as e:
-            prefix = "warning" if e.exit_code == 3 else ("interrupted" if e.exit_code == 130 else "error")
-            print(f"{prefix}: {e}", file=sys.stderr, flush=True)
-            raise typer.Exit(e.exit_code) from None
-        except KeyboardInterrupt:
-            print("interrupted", file=sys.stderr, flush=True)
-            raise typer.Exit(130) from None
+        except (click.exceptions.Exit, click.exceptions.Abort, click.exceptions.ClickException, SystemExit):
+            raise
+        except (Exception, KeyboardInterrupt) as e:
+            stop_workers()
+            if debug():
+                traceback.print_exc()
+            code, line = describe(e)
+            prefix = {3: "warning", 130: "interrupted"}.get(code, "error")
+            text = line if line == prefix else f"{prefix}: {line}"
+            print(text, file=sys.stderr, flush=True)
+            raise typer.Exit(code) from None
+        finally:
+            restore()
+
+
+def _sigterm_as_interrupt() -> Any:
+    """SIGTERM raises KeyboardInterrupt in the main thread (training's StopRequest overrides this while it runs)."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def handle(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handle)
+    return lambda: signal.signal(signal.SIGTERM, previous)
+
+
+def stop_workers() -> None:
+    """Kill this process's worker processes (DataLoader workers, process pools) and reap them."""
+    import multiprocessing
+
+    if threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGCHLD"):
+        # torch's DataLoader watches its workers through SIGCHLD and would raise at their (intended) death
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    children = multiprocessing.active_children()
+    for child in children:
+        child.kill()
+    for child in children:
+        child.join(timeout=5)
 
 
 app = typer.Typer(

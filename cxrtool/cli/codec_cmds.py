@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from cxrtool.cli.app import command
-from cxrtool.cli.options import Overwrite, Workers
+from cxrtool.cli.options import DicomWindow, Overwrite, Workers, use_dicom_window
 from cxrtool.cli.output import emit_table, log, progress
 from cxrtool.errors import PartialSuccess
 
@@ -40,7 +40,9 @@ def _summary_table(summary: dict[str, Any], title: str) -> None:
 
 @command("compress")
 def compress_cmd(
-    in_dir: Annotated[Path, typer.Argument(help="Folder of images (PNG/JPEG, any layout, searched recursively).")],
+    in_dir: Annotated[
+        Path, typer.Argument(help="Folder of images (PNG/JPEG/DICOM, any layout, searched recursively).")
+    ],
     out_dir: Annotated[Path, typer.Argument(help="Store to write, or to finish on a rerun; not inside IN_DIR.")],
     ckpt: Annotated[Path, typer.Option("--ckpt", help="Stage-2 (train-ae) or stage-3 (train-joint) run or file.")],
     size: Annotated[
@@ -56,6 +58,7 @@ def compress_cmd(
     strict: Annotated[
         bool, typer.Option(help="Stop (exit 2) at the first unreadable image instead of skipping.")
     ] = False,
+    dicom_window: DicomWindow = "file",
     overwrite: Overwrite = False,
 ) -> None:
     """Encode every image under IN_DIR with a checkpoint's encoder into latent shards (4× smaller per side).
@@ -69,6 +72,7 @@ def compress_cmd(
     from cxrtool.compression.compress import CompressOptions, compress_folder, parse_part, part_out_dir
     from cxrtool.parallel import default_workers
 
+    use_dicom_window(dicom_window)  # workers inherit it; summary.json's config records it
     part, from_env = parse_part(shard)
     out = part_out_dir(out_dir, part, from_env)
     options = CompressOptions(
@@ -96,19 +100,23 @@ def compress_cmd(
 @command("decompress")
 def decompress_cmd(
     out_dir: Annotated[Path, typer.Argument(help="A latent store written by `cxrtool compress`.")],
-    rec_dir: Annotated[Path, typer.Argument(help="Folder for the reconstructed PNGs.")],
+    rec_dir: Annotated[Path, typer.Argument(help="Folder for the reconstructed images.")],
     ckpt: Annotated[
         Path | None, typer.Option("--ckpt", help="The checkpoint the store was made with [default: its summary's].")
     ] = None,
-    workers: Annotated[int | None, typer.Option(help="PNG-encoding threads [default: min(4, CPUs-1)].", min=1)] = None,
+    fmt: Annotated[
+        str, typer.Option("--format", help="png, or dicom: 8-bit MONOCHROME2 Secondary Captures flagged lossy.")
+    ] = "png",
+    workers: Annotated[int | None, typer.Option(help="File-encoding threads [default: min(4, CPUs-1)].", min=1)] = None,
     overwrite: Overwrite = False,
 ) -> None:
-    """Reconstruct a store's images: REC_DIR/<rel_path with .png>, 8-bit grayscale, at the original size (S×S for a
-    store made with --size S).
+    """Reconstruct a store's images: REC_DIR/<rel_path with .png or .dcm>, 8-bit grayscale, at the original size
+    (S×S for a store made with --size S).
 
-    A checkpoint with other encoder/decoder weights than the store's is refused.
+    A checkpoint with other encoder/decoder weights than the store's is refused. A DICOM gets new UIDs and no
+    patient or study data, with Lossy Image Compression "01", its ratio and a method naming cxrtool's encoder.
 
-    Example:  cxrtool decompress latents reconstructed --ckpt runs/ae
+    Example:  cxrtool decompress latents reconstructed --ckpt runs/ae --format dicom
     """
     from cxrtool.compression.decompress import decompress_store
     from cxrtool.parallel import default_workers
@@ -120,6 +128,7 @@ def decompress_cmd(
             ckpt=ckpt,
             workers=workers or max(1, default_workers()),
             overwrite=overwrite,
+            fmt=fmt,
             progress=advance,
         )
     emit_table(

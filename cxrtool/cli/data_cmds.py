@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from cxrtool.cli.app import command
-from cxrtool.cli.options import DataDir, ImagesDir, MetadataFile, Overwrite, Seed
+from cxrtool.cli.options import DataDir, DicomWindow, ImagesDir, MetadataFile, Overwrite, Seed, use_dicom_window
 from cxrtool.cli.output import emit_frame, emit_table, log, progress
 from cxrtool.errors import InputError, PartialSuccess
 
@@ -149,6 +149,7 @@ def check_cmd(
     ] = True,
     workers: Annotated[int | None, typer.Option(help="Decoding processes (default: all cores, at most 8).")] = None,
     show: Annotated[int, typer.Option(help="How many names to show per problem.")] = 5,
+    dicom_window: DicomWindow = "file",
 ) -> None:
     """Check a dataset before a long run: images missing, extra, unreadable, of unexpected size or mode.
 
@@ -158,6 +159,7 @@ def check_cmd(
     """
     from cxrtool.data.check import CATEGORIES, check_dataset
 
+    use_dicom_window(dicom_window)
     start = time.perf_counter()
     with progress("check", None) as advance:
         report = check_dataset(
@@ -191,6 +193,7 @@ def prepare_cmd(
     size: Annotated[int, typer.Option(help="Side of the resized square copies.")] = 256,
     metadata: MetadataFile = None,
     workers: Annotated[int | None, typer.Option(help="Resizing processes (default: all cores).")] = None,
+    dicom_window: DicomWindow = "file",
 ) -> None:
     """Write resized copies of the dataset's images (same names, lossless PNG) for fast training input.
 
@@ -202,9 +205,11 @@ def prepare_cmd(
     from cxrtool.data.metadata import locate, read_metadata
     from cxrtool.data.prepare import prepare_cache
 
+    use_dicom_window(dicom_window)
     files = locate(data_dir, metadata=metadata)
     names = read_metadata(files.metadata)["image"].tolist()
     config = {"data_dir": str(data_dir), "images": str(images), "size": size, "metadata": str(files.metadata)}
+    config["dicom_window"] = dicom_window
     with progress("prepare", len(names)) as advance:
         report = prepare_cache(names, images, out, size=size, workers=workers, config=config, progress=advance)
     rows = [

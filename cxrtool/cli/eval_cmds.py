@@ -9,9 +9,9 @@ from typing import Annotated
 import typer
 
 from cxrtool.cli.app import command
-from cxrtool.cli.options import Device, Overwrite, Seed, Workers
+from cxrtool.cli.options import Device, DicomWindow, Overwrite, Seed, Workers, use_dicom_window
 from cxrtool.cli.output import emit_frame, log, progress
-from cxrtool.errors import InputError
+from cxrtool.errors import InputError, PartialSuccess
 
 Ckpt = Annotated[Path, typer.Option("--ckpt", help="Checkpoint: a run directory (its model.safetensors) or a file.")]
 Tta = Annotated[str, typer.Option(help="Test-time views: none, or tencrop (corners, centre and their mirrors).")]
@@ -39,6 +39,7 @@ def evaluate_cmd(
     workers: Workers = None,
     device: Device = "auto",
     limit: Annotated[int | None, typer.Option(help="Evaluate a seeded subset of this many images.", min=1)] = None,
+    dicom_window: DicomWindow = "file",
     seed: Seed = 0,
     overwrite: Overwrite = False,
 ) -> None:
@@ -51,6 +52,7 @@ def evaluate_cmd(
     from cxrtool.evaluation.evaluate import evaluate_images, evaluate_latents
     from cxrtool.parallel import default_workers
 
+    use_dicom_window(dicom_window)
     if split not in ("train", "val", "test"):
         raise InputError(f"--split must be train, val or test, not {split!r}")
     if (images is None) == (latents is None):
@@ -98,17 +100,29 @@ def predict_cmd(
     batch_size: EvalBatch = 32,
     workers: Workers = None,
     device: Device = "auto",
+    dicom_window: DicomWindow = "file",
     overwrite: Overwrite = False,
 ) -> None:
-    """Classify your own radiographs (no labels needed): one row of probabilities per image.
+    """Classify your own radiographs (PNG, JPEG or DICOM; no labels needed): one row of probabilities per image.
+
+    An unreadable image (or a DICOM without pixels) is skipped and listed on stderr and in errors.csv beside --out
+    (columns image, error); the others are predicted and the exit code is 3.
 
     Example:  cxrtool predict my_xrays/ --ckpt runs/d121 --out predictions.csv --thresholds evals/d121/metrics.csv
     """
+    import pandas as pd
+
     from cxrtool.artifacts import ensure_new, write_csv
-    from cxrtool.evaluation.predict import predict_files
+    from cxrtool.evaluation.predict import ERROR_COLUMNS, predict_files
     from cxrtool.parallel import default_workers
 
+    use_dicom_window(dicom_window)
+    errors_csv = out.parent / "errors.csv"
+    if errors_csv == out:
+        raise InputError(f"--out {out}: errors.csv is where skipped images are listed; name the output otherwise")
     ensure_new(out, overwrite=overwrite)
+    ensure_new(errors_csv, overwrite=overwrite, flag="errors.csv beside --out")
+    errors: list[tuple[str, str]] = []
     start = time.perf_counter()
     with progress("predict", None) as advance:
         frame = predict_files(
@@ -121,6 +135,14 @@ def predict_cmd(
             workers=default_workers() if workers is None else workers,
             device=device,
             progress=advance,
+            errors=errors,
         )
-    write_csv(out, frame, float_format="%.6g")
+    write_csv(out, frame, float_format="%.9g")  # every float32 probability exactly
     log(f"wrote {out}: {len(frame)} images in {time.perf_counter() - start:.1f} s")
+    if errors_csv.exists():
+        errors_csv.unlink()  # --overwrite: an old list would be taken for this run's
+    if errors:
+        write_csv(errors_csv, pd.DataFrame(errors, columns=list(ERROR_COLUMNS)))
+        for name, error in errors[:5]:
+            log(f"skipped {name}: {error}")
+        raise PartialSuccess(f"{len(errors)} image(s) could not be read and were skipped (listed in {errors_csv})")

@@ -31,6 +31,11 @@ Epochs = Annotated[int, typer.Option(help="Training epochs (may grow on --resume
 BatchSize = Annotated[int, typer.Option(help="Batch size per process.", min=1)]
 Lr = Annotated[float, typer.Option("--lr", help="Adam learning rate.")]
 WeightDecay = Annotated[float, typer.Option(help="Adam weight decay.")]
+Patience = Annotated[
+    int, typer.Option(help="Plateau schedule: epochs without a better val loss before the rate drops.", min=0)
+]
+Factor = Annotated[float, typer.Option(help="Plateau schedule: the rate is multiplied by this when it drops.")]
+Keep = Annotated[str, typer.Option(help="model.safetensors keeps the best val loss (loss) or the best val AUC (auc).")]
 Workers = Annotated[int | None, typer.Option(help="Data-loading processes [default: min(4, CPUs-1)].", min=0)]
 Device = Annotated[str, typer.Option(help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")]
 Amp = Annotated[bool, typer.Option(help="Mixed precision on CUDA (bf16 where supported, else fp16 + GradScaler).")]
@@ -46,3 +51,21 @@ Pretrained = Annotated[
 Weights = Annotated[
     Path | None, typer.Option(help="DenseNet121 weights: torchvision's densenet121-a639ec97.pth or a cxrtool file.")
 ]
+
+# ---- every command that reads images ----------------------------------------------------------------------------
+DicomWindow = Annotated[
+    str,
+    typer.Option(
+        "--dicom-window",
+        help="DICOM grey levels: file (the file's VOI LUT or first window, else minmax), minmax (the image's own "
+        "range, padding excluded) or none (the range Bits Stored allows).",
+    ),
+]
+
+
+def use_dicom_window(window: str) -> str:
+    """Validate `--dicom-window` and set it for this process and its workers (before any dataset or pool is made)."""
+    from cxrtool.data.dicom import set_dicom_window
+
+    set_dicom_window(window)
+    return window

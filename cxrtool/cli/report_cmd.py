@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from cxrtool.cli.app import command
-from cxrtool.cli.options import Overwrite
+from cxrtool.cli.options import DicomWindow, Overwrite, use_dicom_window
 from cxrtool.cli.output import emit_table, log, progress
 from cxrtool.errors import InputError, PartialSuccess
 from cxrtool.log import warn
@@ -36,6 +36,7 @@ def codec_report_cmd(
     codecs: Annotated[
         str | None, typer.Option(help="Comma-separated: jpeg, webp, jpeg2000 [default: all that Pillow has].")
     ] = None,
+    dicom_window: DicomWindow = "file",
     overwrite: Overwrite = False,
 ) -> None:
     """Rate and quality of the autoencoder (uint8 and float16 latents), bicubic and Lanczos 4× down-and-up sampling,
@@ -52,6 +53,7 @@ def codec_report_cmd(
     from cxrtool.artifacts import ensure_new, write_csv
     from cxrtool.compression.report import best_marks, codec_report, list_images
 
+    use_dicom_window(dicom_window)
     if out.is_dir():
         raise InputError(f"--out {out} is a folder; give the path of the CSV to write")
     ensure_new(out, overwrite=overwrite)

@@ -13,13 +13,17 @@ from cxrtool.cli.options import (
     BatchSize,
     Compile,
     Device,
+    DicomWindow,
     Epochs,
+    Factor,
     Images,
+    Keep,
     LimitTrain,
     LimitVal,
     Lr,
     MaxSteps,
     Overwrite,
+    Patience,
     Pretrained,
     Resume,
     RunOut,
@@ -28,6 +32,7 @@ from cxrtool.cli.options import (
     WeightDecay,
     Weights,
     Workers,
+    use_dicom_window,
 )
 from cxrtool.cli.output import emit_frame, log
 from cxrtool.errors import InputError
@@ -47,7 +52,10 @@ def _epoch_line(row: dict[str, Any]) -> None:
     for key in ("val_auc_mean", "val_psnr", "val_mse"):
         if key in row:
             parts.append(f"{key} {row[key]:.4f}")
-    parts.append(f"{row['images_per_s']:.0f} img/s, {row['seconds']:.1f} s")
+    rate = row["images_per_s"]
+    parts.append(
+        f"{rate:.0f} img/s, {row['seconds']:.1f} s" if rate == rate else f"no training, {row['seconds']:.1f} s"
+    )
     log("  ".join(parts))
 
 
@@ -70,7 +78,7 @@ def run_training(ctx: typer.Context, kind: str, values: dict[str, Any]) -> None:
         if out is not None and Path(out).resolve() != Path(resume).resolve():
             raise InputError("--resume RUN continues in RUN; leave --out out or give the same directory")
         given = {k: v for k, v in options.items() if _from_command_line(ctx, k)}
-        options, run = merge_resume(Path(resume), given), Path(resume)
+        options, run = merge_resume(Path(resume), given, kind), Path(resume)
     else:
         if out is None:
             raise InputError("--out RUN is required (or --resume RUN to continue a run)")
@@ -80,6 +88,7 @@ def run_training(ctx: typer.Context, kind: str, values: dict[str, Any]) -> None:
         run = Path(out)
     if options.get("workers") is None:
         options["workers"] = default_workers()
+    use_dicom_window(options.get("dicom_window") or "file")  # a resumed run reads as it started (older runs: file)
     history = train(kind, options, run, resume=resume is not None, overwrite=overwrite, report_epoch=_epoch_line)
     if history:
         import pandas as pd
@@ -104,11 +113,13 @@ def train_classifier_cmd(
     fmix_alpha: Annotated[float, typer.Option(help="FMix: λ ~ Beta(α, α).")] = 1.0,
     fmix_decay: Annotated[float, typer.Option(help="FMix: spectrum decay power δ.")] = 3.0,
     fmix_mask: Annotated[str, typer.Option(help="FMix masks: paper (isotropic) or reference (its code's).")] = "paper",
-    keep: Annotated[str, typer.Option(help="model.safetensors keeps the best val loss or the best val AUC.")] = "loss",
+    keep: Keep = "loss",
     epochs: Epochs = 20,
     batch_size: BatchSize = 16,
     lr: Lr = 1e-4,
     weight_decay: WeightDecay = 1e-5,
+    patience: Patience = 5,
+    factor: Factor = 0.1,
     workers: Workers = None,
     seed: Seed = 0,
     device: Device = "auto",
@@ -117,6 +128,7 @@ def train_classifier_cmd(
     max_steps: MaxSteps = None,
     limit_train: LimitTrain = None,
     limit_val: LimitVal = None,
+    dicom_window: DicomWindow = "file",
     overwrite: Overwrite = False,
 ) -> None:
     """Stage 1: train DenseNet121 on resized images ("D121 BL5"), or the FMix ablation with --augment fmix.
@@ -148,6 +160,8 @@ def train_ae_cmd(
     batch_size: BatchSize = 16,
     lr: Lr = 1e-4,
     weight_decay: WeightDecay = 1e-5,
+    patience: Patience = 5,
+    factor: Factor = 0.1,
     workers: Workers = None,
     seed: Seed = 0,
     device: Device = "auto",
@@ -156,11 +170,13 @@ def train_ae_cmd(
     max_steps: MaxSteps = None,
     limit_train: LimitTrain = None,
     limit_val: LimitVal = None,
+    dicom_window: DicomWindow = "file",
     overwrite: Overwrite = False,
 ) -> None:
     """Stage 2: train the 1,025-parameter autoencoder on random patches (MSE).
 
-    --batch-size counts patches; each step takes batch-size / patches-per-image images (at least one).
+    --batch-size counts patches: the loader reads batch-size images, cuts patches-per-image patches from each, and
+    makes patches-per-image steps of them, step j taking every image's j-th patch (batch-size images per batch).
 
     Example:  cxrtool train-ae --splits splits.csv --images data --out runs/ae --epochs 3 --patch-size 64
     """
@@ -187,14 +203,18 @@ def train_joint_cmd(
     crop: Annotated[int, typer.Option(help="RandomCrop side of the full image (latent = crop/4, at least 116).")] = 896,
     lam: Annotated[float, typer.Option(help="λ: loss = λ·BCE + (1−λ)·MSE.", min=0.0, max=1.0)] = 0.9,
     schedule: Annotated[
-        str, typer.Option(help="plateau (ReduceLROnPlateau) or step (÷10 after epochs 5, 10, 15).")
+        str,
+        typer.Option(help="plateau (ReduceLROnPlateau) or step (the authors': ÷10 at the start of epochs 5, 10, 15)."),
     ] = "plateau",
+    keep: Keep = "loss",
     pretrained: Pretrained = True,
     weights: Weights = None,
     epochs: Epochs = 20,
     batch_size: BatchSize = 16,
     lr: Lr = 1e-4,
     weight_decay: WeightDecay = 1e-5,
+    patience: Patience = 5,
+    factor: Factor = 0.1,
     workers: Workers = None,
     seed: Seed = 0,
     device: Device = "auto",
@@ -203,6 +223,7 @@ def train_joint_cmd(
     max_steps: MaxSteps = None,
     limit_train: LimitTrain = None,
     limit_val: LimitVal = None,
+    dicom_window: DicomWindow = "file",
     overwrite: Overwrite = False,
 ) -> None:
     """Stage 3: train the autoencoder and DenseNet121 end to end (the AECNN), classifying the latent.
@@ -210,6 +231,7 @@ def train_joint_cmd(
     Example:  cxrtool train-joint --splits s.csv --images data --classifier r/d121 --autoencoder r/ae --out r/aecnn
     """
     _choice(schedule, ("plateau", "step"), "--schedule")
+    _choice(keep, ("loss", "auc"), "--keep")
     values = dict(locals())
     values.pop("ctx")
     run_training(ctx, "joint", values)

@@ -28,6 +28,7 @@ from cxrtool.artifacts import write_json
 from cxrtool.compression import store as fmt
 from cxrtool.compression import store_write as write
 from cxrtool.compression.fast_encoder import FastEncoder
+from cxrtool.data.dicom import dicom_window
 from cxrtool.data.images import IMAGE_SUFFIXES, ImageReadError, image_header, list_image_files, open_image, to_unit
 from cxrtool.data.transforms import resize
 from cxrtool.errors import InputError, Interrupted
@@ -358,5 +359,6 @@ def _fields(in_dir: Path, out: Path, plan: Plan, codec: Codec, options: Compress
         "latent_clamp": clamp,
         "bytes_out_counts": "shard files on disk, headers included",
         "bytes_in_counts": "the encoded images' files",
+        "dicom_window": dicom_window(),  # how DICOM inputs were read (--dicom-window)
         "config": {**asdict(options), "in_dir": str(in_dir), "out_dir": str(out), "part": list(options.part)},
     }

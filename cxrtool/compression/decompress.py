@@ -1,9 +1,10 @@
-"""`cxrtool decompress`: a latent store back to 8-bit PNGs through the decoder of the checkpoint that made it.
+"""`cxrtool decompress`: a latent store back to 8-bit images through the decoder of the checkpoint that made it.
 
     shard latents (float32) ── decoder (Conv3×3 → PixelShuffle(4) → ClippedReLU) ── crop to the original size
-    ── round to 8 bits ── REC_DIR/<rel_path with .png> (PNG encoding in threads; each file renamed into place)
+    ── round to 8 bits ── REC_DIR/<rel_path with .png or .dcm> (encoding in threads; each file renamed into place)
 
 A store made with `--size S` decodes to S×S images (the size that was encoded), not to the original size.
+`--format dicom` writes 8-bit MONOCHROME2 Secondary Captures flagged lossy (see dicom_write).
 """
 
 from __future__ import annotations
@@ -22,7 +23,10 @@ from PIL import Image
 from cxrtool.artifacts import atomic_path
 from cxrtool.compression.compress import load_codec
 from cxrtool.compression.store import Store, check_identity, open_store
+from cxrtool.data.images import IMAGE_SUFFIXES
 from cxrtool.errors import InputError
+
+FORMATS = {"png": ".png", "dicom": ".dcm"}
 
 
 @dataclass
@@ -46,14 +50,19 @@ def resolve_ckpt(store: Store, ckpt: Path | None) -> tuple[Path, str]:
     )
 
 
-def rec_names(rel_paths: list[str]) -> dict[str, str]:
-    """rel_path → the PNG to write: the suffix replaced by .png, or .png appended where two images would collide
-    (a.png and a.jpg)."""
-    target = {rel: str(PurePosixPath(rel).with_suffix(".png")) for rel in rel_paths}
+def rec_names(rel_paths: list[str], suffix: str = ".png") -> dict[str, str]:
+    """rel_path → the file to write: an image suffix replaced by `suffix` (any other kept, as in a DICOM named by its
+    UID, 1.2.840.…), or `suffix` appended where two images would collide (a.png and a.jpg)."""
+    target = {rel: _with_suffix(rel, suffix) for rel in rel_paths}
     count: dict[str, int] = {}
     for name in target.values():
         count[name] = count.get(name, 0) + 1
-    return {rel: name if count[name] == 1 or rel == name else rel + ".png" for rel, name in target.items()}
+    return {rel: name if count[name] == 1 or rel == name else rel + suffix for rel, name in target.items()}
+
+
+def _with_suffix(rel: str, suffix: str) -> str:
+    path = PurePosixPath(rel)
+    return str(path.with_suffix(suffix)) if path.suffix.lower() in IMAGE_SUFFIXES else rel + suffix
 
 
 def _check_rec_dir(store: Store, rec_dir: Path, *, overwrite: bool) -> None:
@@ -71,6 +80,24 @@ def _save_png(pixels: np.ndarray, path: Path) -> None:
         Image.fromarray(pixels, mode="L").save(tmp, format="PNG", compress_level=1)
 
 
+Writer = Callable[[str, np.ndarray, Path], None]  # (key, 8-bit pixels, path)
+
+
+def _writer(store: Store, fmt: str) -> Writer:
+    if fmt == "png":
+        return lambda key, pixels, path: _save_png(pixels, path)
+    from cxrtool.compression.dicom_write import write_dicom
+
+    # Lossy Image Compression Ratio: the 8-bit image written against the latent bytes the store holds for it
+    stored = dict(zip(store.manifest["key"], store.manifest["bytes"]))
+    identity = store.identity
+
+    def save(key: str, pixels: np.ndarray, path: Path) -> None:
+        write_dicom(pixels, path, identity=identity, ratio=pixels.size / max(1, int(stored[key])))
+
+    return save
+
+
 def decompress_store(
     store_dir: Path,
     rec_dir: Path,
@@ -78,9 +105,12 @@ def decompress_store(
     ckpt: Path | None = None,
     workers: int = 1,
     overwrite: bool = False,
+    fmt: str = "png",
     progress: Callable[[int], None] | None = None,
 ) -> DecompressReport:
-    """Write REC_DIR/<rel_path with .png>, 8-bit L, for every image in the store."""
+    """Write REC_DIR/<rel_path with .png> (8-bit L) or .dcm (8-bit MONOCHROME2) for every image in the store."""
+    if fmt not in FORMATS:
+        raise InputError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
     start = time.perf_counter()
     store = open_store(store_dir, flag="OUT_DIR")
     path, flag = resolve_ckpt(store, ckpt)
@@ -89,7 +119,7 @@ def decompress_store(
     rec_dir = Path(rec_dir)
     _check_rec_dir(store, rec_dir, overwrite=overwrite)
     decoder = codec.module("decoder")
-    names = rec_names(list(store.manifest["rel_path"]))
+    names = rec_names(list(store.manifest["rel_path"]), FORMATS[fmt])
     sizes = {
         row.key: (store.size, store.size) if store.size else (int(row.orig_height), int(row.orig_width))
         for row in store.manifest.itertuples()
@@ -97,7 +127,8 @@ def decompress_store(
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the decoder is tiny: a fork/join of the intra-op pool costs more than it saves
     try:
-        _decode_all(store, decoder, rec_dir, names, sizes, workers=max(1, workers), progress=progress)
+        save = _writer(store, fmt)
+        _decode_all(store, decoder, rec_dir, names, sizes, save, workers=max(1, workers), progress=progress)
     finally:
         torch.set_num_threads(threads)
     return DecompressReport(rec_dir, len(sizes), path, time.perf_counter() - start)
@@ -109,18 +140,19 @@ def _decode_all(
     rec_dir: Path,
     names: dict[str, str],
     sizes: dict[str, tuple[int, int]],
+    save: Writer,
     *,
     workers: int,
     progress: Callable[[int], None] | None,
 ) -> None:
-    """Decode in this thread, encode and write PNGs in `workers` threads (Pillow releases the GIL there)."""
+    """Decode in this thread, encode and write files in `workers` threads (Pillow releases the GIL there)."""
     pending: deque[Future[None]] = deque()
     with ThreadPoolExecutor(workers) as pool, torch.inference_mode():
         for key, z in store.iter_latents():
             h, w = sizes[key]
             x = decoder(torch.from_numpy(z)[None, None])[0, 0, :h, :w]
             pixels = x.mul(255.0).round_().clamp_(0, 255).to(torch.uint8).numpy()
-            pending.append(pool.submit(_save_png, pixels, rec_dir / names[key]))
+            pending.append(pool.submit(save, key, pixels, rec_dir / names[key]))
             while len(pending) > 2 * workers:  # a bounded queue keeps memory flat
                 pending.popleft().result()
                 if progress:

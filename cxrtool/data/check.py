@@ -9,6 +9,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cxrtool.data.dicom import dicom_window
 from cxrtool.data.images import ImageIndex, ImageReadError, image_header, open_image
 from cxrtool.data.metadata import locate, read_metadata
 
@@ -28,12 +29,12 @@ class CheckReport:
         return not any(self.problems.values())
 
 
-def _inspect(path: str, decode: bool) -> tuple[str, int, int, str, str | None]:
+def _inspect(path: str, decode: bool, window: str) -> tuple[str, int, int, str, str | None]:
     """(path, width, height, mode, error) for one file; runs in a worker process."""
     try:
         width, height, mode = image_header(Path(path))
         if decode:
-            open_image(Path(path))  # a full decode finds truncated files that a header read misses
+            open_image(Path(path), dicom_window=window)  # a full decode finds truncated files a header read misses
         return path, width, height, mode, None
     except ImageReadError as e:
         return path, 0, 0, "", str(e)
@@ -62,7 +63,7 @@ def check_dataset(
     workers = workers or max(1, min(8, (os.cpu_count() or 1)))
     results = []
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        for result in pool.map(_inspect, paths, [decode] * len(paths), chunksize=32):
+        for result in pool.map(_inspect, paths, [decode] * len(paths), [dicom_window()] * len(paths), chunksize=32):
             results.append(result)
             if progress:
                 progress(1)

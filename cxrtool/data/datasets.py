@@ -18,7 +18,8 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset, Sampler
 
-from cxrtool.data.images import ImageIndex, open_image
+from cxrtool.data.dicom import dicom_window
+from cxrtool.data.images import ImageIndex, ImageReadError, open_image
 from cxrtool.data.labels import LABELS
 from cxrtool.data.transforms import Transform, patches, resize, sample_generator
 from cxrtool.errors import InputError
@@ -45,11 +46,15 @@ def _png_decoder() -> Any:
 _DECODE_PNG = _png_decoder()
 
 
-def read_image(path: Path) -> Image.Image:
+def read_image(path: Path, *, dicom_window: str | None = None) -> Image.Image:
     """`open_image`, with 8-bit grayscale PNGs (nearly all of ChestX-ray14) decoded by torchvision's libpng decoder,
-    ~15% faster than Pillow's here and pixel-identical; anything else, or any doubt, goes through Pillow."""
+    ~15% faster than Pillow's here and pixel-identical; anything else, or any doubt, goes through `open_image`
+    (DICOM read with `dicom_window`, default the process's `--dicom-window`)."""
     if _DECODE_PNG is not None and path.suffix.lower() == ".png":
-        data = path.read_bytes()
+        try:
+            data = path.read_bytes()
+        except OSError:
+            return open_image(path, dicom_window=dicom_window)  # which names the file and the errno's meaning
         # IHDR: bit depth at byte 24, colour type at byte 25 (0 = grayscale), interlace at byte 28
         if len(data) > 33 and data[12:16] == b"IHDR" and data[24] == 8 and data[25] == 0 and data[28] == 0:
             try:
@@ -57,7 +62,7 @@ def read_image(path: Path) -> Image.Image:
                 return Image.fromarray(pixels[0].numpy())
             except RuntimeError:
                 pass  # let Pillow read it, and name the file in its error
-    return open_image(path)
+    return open_image(path, dicom_window=dicom_window)
 
 
 def rows_for(splits: pd.DataFrame, split: str, *, limit: int | None, seed: int, path: Path) -> pd.DataFrame:
@@ -88,23 +93,41 @@ def label_matrix(rows: pd.DataFrame, labels: Sequence[str] = LABELS) -> np.ndarr
 
 
 class ImageDataset(Dataset):
-    """One transformed image (and its labels, if any) per item: {"index", "image", "target"}."""
+    """One transformed image (and its labels, if any) per item: {"index", "image", "target"}.
+
+    With `skip_unreadable`, an unreadable file is the item {"index", "error"} instead of an exception, so that one
+    bad file does not stop a DataLoader (`predict` lists it and goes on). The `--dicom-window` in force when the
+    dataset is made travels with it into worker processes, whatever their start method."""
 
     def __init__(
-        self, paths: Sequence[Path], targets: np.ndarray | None, transform: Transform, *, seed: int, tag: str
+        self,
+        paths: Sequence[Path],
+        targets: np.ndarray | None,
+        transform: Transform,
+        *,
+        seed: int,
+        tag: str,
+        skip_unreadable: bool = False,
     ) -> None:
         self.paths = list(paths)
         self.targets = targets
         self.transform = transform
         self.seed = seed
         self.tag = tag
+        self.skip_unreadable = skip_unreadable
+        self.dicom_window = dicom_window()
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, item: tuple[int, int]) -> dict[str, Any]:
         epoch, index = item
-        img = read_image(self.paths[index])
+        try:
+            img = read_image(self.paths[index], dicom_window=self.dicom_window)
+        except ImageReadError as e:
+            if not self.skip_unreadable:
+                raise
+            return {"index": index, "error": str(e)}
         x = self.transform(img, sample_generator(self.seed, epoch, index, self.tag))
         out: dict[str, Any] = {"index": index, "image": x}
         if self.targets is not None:
@@ -131,6 +154,7 @@ class PatchDataset(Dataset):
         self.paths = list(paths)
         self.size, self.count, self.seed, self.flips, self.fixed = size, count, seed, flips, fixed
         self.downscale = downscale  # the reproduction's variant: patches of a downscaled image
+        self.dicom_window = dicom_window()  # into worker processes with the dataset (see ImageDataset)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -138,7 +162,7 @@ class PatchDataset(Dataset):
     def __getitem__(self, item: tuple[int, int]) -> dict[str, Any]:
         epoch, index = item
         g = sample_generator(self.seed, -1 if self.fixed else epoch, index, "patches")
-        img = read_image(self.paths[index])
+        img = read_image(self.paths[index], dicom_window=self.dicom_window)
         if self.downscale:
             img = resize(img, self.downscale)
         x = patches(img, g, size=self.size, count=self.count, flips=self.flips)

@@ -34,11 +34,12 @@ MASK_MODES: tuple[str, ...] = get_args(MaskMode)
 _FMIX_RNG_TAG = 0x464D4958  # "FMIX" in ASCII
 
 
-def batch_rng(seed: int, epoch: int, step: int) -> np.random.Generator:
-    """The generator for one training batch's FMix draws: reproducible per (seed, epoch, step), resume-safe."""
-    if min(seed, epoch, step) < 0:
-        raise ValueError(f"batch_rng needs non-negative seed, epoch and step, got {(seed, epoch, step)}")
-    return np.random.default_rng([seed, epoch, step, _FMIX_RNG_TAG])
+def batch_rng(seed: int, epoch: int, step: int, *, rank: int = 0) -> np.random.Generator:
+    """The generator for one training batch's FMix draws: reproducible per (seed, epoch, step, rank), resume-safe.
+    The rank is part of the key so that the processes of a multi-GPU run draw different masks, λs and partners."""
+    if min(seed, epoch, step, rank) < 0:
+        raise ValueError(f"batch_rng needs non-negative seed, epoch, step and rank, got {(seed, epoch, step, rank)}")
+    return np.random.default_rng([seed, epoch, step, _FMIX_RNG_TAG, rank])
 
 
 def _check_options(decay: float, mode: str) -> None:

@@ -1,4 +1,9 @@
-"""Find images by file name in any folder layout, and load any PNG/JPEG mode as one channel in [0, 1]."""
+"""Find images by file name in any folder layout, and load any PNG/JPEG mode or DICOM as one channel in [0, 1].
+
+A file is an image by its suffix (PNG, JPEG, DICOM) or, without one of those, by the `DICM` marker that ends a DICOM
+file's 132-byte preamble. Opening dispatches on the file's first bytes, not its name, so a PNG named `x.dcm` (a
+`prepare` cache of a DICOM dataset keeps the names) reads as the PNG it is.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +11,26 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from cxrtool.data.dicom import (
+    DICOM_SUFFIXES,
+    DICOMDIR,
+    PREAMBLE,
+    DicomError,
+    dicom_header,
+    has_preamble,
+    read_dicom,
+    sniff,
+)
+from cxrtool.data.dicom import dicom_window as process_dicom_window
 from cxrtool.errors import InputError
 
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg"})
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg"}) | DICOM_SUFFIXES
+_PNG, _JPEG = b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff"
 
 
 class ImageReadError(InputError):
@@ -34,7 +52,7 @@ class ImageIndex:
             raise InputError(f"image folder {root} ({flag}) does not exist or is not a folder")
         found: dict[str, str] = {}
         dups: dict[str, list[str]] = {}
-        for rel in _walk(root, ""):
+        for rel in _walk(root, "", _folder_key(root)):
             name = rel.rsplit("/", 1)[-1]
             if name in found:
                 dups.setdefault(name, [found[name]]).append(rel)
@@ -58,40 +76,104 @@ class ImageIndex:
         return self.root / self.relpaths[name]
 
 
-def list_image_files(root: Path, *, flag: str = "IN_DIR") -> list[str]:
+def list_image_files(root: Path, *, flag: str = "IN_DIR", skipped: list[tuple[str, str]] | None = None) -> list[str]:
     """POSIX paths relative to `root` of every image below it (any nesting, hidden entries skipped), sorted.
-    Unlike ImageIndex, the same file name may appear in several folders."""
+    Unlike ImageIndex, the same file name may appear in several folders. A subfolder that cannot be read, or a
+    symbolic link back into a folder being walked (a loop), is not followed: a warning, and (folder, why) appended
+    to `skipped` when given."""
     root = Path(root)
     if not root.is_dir():
         raise InputError(f"{root} ({flag}) does not exist or is not a folder")
-    return sorted(_walk(root, ""))
+    return sorted(_walk(root, "", _folder_key(root), skipped=skipped))
 
 
-def _walk(folder: Path, prefix: str) -> Iterable[str]:
+def _folder_key(path: Path | str) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
+
+
+def _walk(
+    folder: Path, prefix: str, *ancestors: tuple[int, int], skipped: list[tuple[str, str]] | None = None
+) -> Iterable[str]:
     """Relative paths of image files, skipping hidden entries (and so cxrtool's own temporary files)."""
-    with os.scandir(folder) as entries:
-        for entry in entries:
-            if entry.name.startswith("."):
+    try:
+        entries = list(os.scandir(folder))
+    except OSError as e:
+        if not prefix:
+            raise  # the folder given itself: the caller's error, mapped to a one-line message
+        _skip(prefix.rstrip("/"), f"folder not read ({e.strerror or e})", skipped)
+        return
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        rel = f"{prefix}{entry.name}"
+        if _is_dir(entry):
+            key = _folder_key(entry.path)
+            if key in ancestors:
+                _skip(rel, "a symbolic link back into a folder above it (a loop): not followed", skipped)
                 continue
-            rel = f"{prefix}{entry.name}"
-            if entry.is_dir(follow_symlinks=True):
-                yield from _walk(Path(entry.path), rel + "/")
-            elif os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES:
-                yield rel
+            yield from _walk(Path(entry.path), rel + "/", *ancestors, key, skipped=skipped)
+        elif _is_image_name(entry.name, entry.path):
+            yield rel
 
 
-def open_image(path: Path) -> Image.Image:
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    """A folder or a link to one; a broken or looping link is not (it is listed if named like an image, and then
+    fails to read like any unreadable image)."""
+    try:
+        return entry.is_dir(follow_symlinks=True)
+    except OSError:
+        return False
+
+
+def _skip(rel: str, why: str, skipped: list[tuple[str, str]] | None) -> None:
+    from cxrtool.log import warn
+
+    warn(f"{rel}: {why}")
+    if skipped is not None:
+        skipped.append((rel, why))
+
+
+def is_image_file(path: Path) -> bool:
+    """An image cxrtool reads: a PNG/JPEG/DICOM suffix, or a DICOM without one (archives name files by UID)."""
+    return _is_image_name(path.name, path)
+
+
+def _is_image_name(name: str, path: str | os.PathLike[str]) -> bool:
+    if os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES:
+        return True
+    # 132 bytes read, only for files without an image suffix; a DICOMDIR indexes a CD's images but holds none
+    return name != DICOMDIR and sniff(path)
+
+
+def open_image(path: Path, *, dicom_window: str | None = None) -> Image.Image:
     """Decode an image to a single channel: mode `L` (8-bit) or `F` on the same 0–255 scale (deeper sources).
 
     Colour and palette images become luma (ITU-R 601, Pillow's `L` conversion); an alpha channel is ignored.
-    16-bit data is scaled by its own bit depth, so 65535 maps to 255.0.
+    16-bit data is scaled by its own bit depth, so 65535 maps to 255.0. A DICOM goes through its Modality LUT and
+    the VOI that `dicom_window` names (default: the process's `--dicom-window`), see `cxrtool.data.dicom`.
     """
     try:
-        with Image.open(path) as img:
-            img.load()
-            return _to_single_channel(img)
+        with open(path, "rb") as f:
+            if _is_dicom(f, path):
+                return read_dicom(f, str(path), dicom_window or process_dicom_window())
+            with Image.open(f) as img:
+                img.load()
+                return _to_single_channel(img)
+    except DicomError as e:
+        raise ImageReadError(f"cannot read image {path}: {e}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise ImageReadError(f"cannot read image {path}: {e}") from None
+
+
+def _is_dicom(f: BinaryIO, path: Path) -> bool:
+    """By content: a PNG or JPEG signature is not DICOM; the DICM marker is; else a DICOM suffix decides (a DICOM
+    without preamble and file meta, which pydicom may still read). Leaves `f` at its start."""
+    head = f.read(PREAMBLE)
+    f.seek(0)
+    if head.startswith((_PNG, _JPEG)):
+        return False
+    return has_preamble(head) or Path(path).suffix.lower() in DICOM_SUFFIXES
 
 
 def _to_single_channel(img: Image.Image) -> Image.Image:
@@ -134,9 +216,14 @@ def resize_square(img: Image.Image, size: int) -> Image.Image:
 
 
 def image_header(path: Path) -> tuple[int, int, str]:
-    """(width, height, mode) without decoding the pixels."""
+    """(width, height, mode) without decoding the pixels; a DICOM's mode is `<Photometric>:<Bits Stored>`."""
     try:
-        with Image.open(path) as img:
-            return img.width, img.height, img.mode
+        with open(path, "rb") as f:
+            if _is_dicom(f, path):
+                return dicom_header(f)
+            with Image.open(f) as img:
+                return img.width, img.height, img.mode
+    except DicomError as e:
+        raise ImageReadError(f"cannot read image {path}: {e}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise ImageReadError(f"cannot read image {path}: {e}") from None

@@ -19,6 +19,7 @@ from PIL import Image
 
 from cxrtool import __version__
 from cxrtool.artifacts import read_json, write_json
+from cxrtool.data.dicom import dicom_window
 from cxrtool.data.images import ImageIndex, ImageReadError, open_image, resize_square
 from cxrtool.errors import InputError
 
@@ -40,10 +41,10 @@ def cache_size(images: Path) -> int | None:
     return int(read_json(path)["size"]) if path.is_file() else None
 
 
-def _resize_one(source: str, target: str, size: int) -> str | None:
+def _resize_one(source: str, target: str, size: int, window: str) -> str | None:
     """Write one resized copy atomically; returns an error message or None."""
     try:
-        img = open_image(Path(source))
+        img = open_image(Path(source), dicom_window=window)
         if img.mode != "L":
             img = img.point(lambda v: v + 0.5).convert("L")  # deeper sources: round to 8 bits
         img = resize_square(img, size)
@@ -105,7 +106,8 @@ def prepare_cache(
     errors = []
     with ProcessPoolExecutor(max_workers=workers or max(1, os.cpu_count() or 1)) as pool:
         sources, targets = [t[0] for t in todo], [t[1] for t in todo]
-        for error in pool.map(_resize_one, sources, targets, [size] * len(todo), chunksize=16):
+        windows = [dicom_window()] * len(todo)  # explicit, like every other input of a worker
+        for error in pool.map(_resize_one, sources, targets, [size] * len(todo), windows, chunksize=16):
             if error:
                 errors.append(error)
             if progress:

@@ -8,6 +8,7 @@ test) is the shortest prefix of that order whose image count is closest to the r
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -35,13 +36,18 @@ class SplitRequest:
 
 
 def parse_size(text: str, *, flag: str) -> float:
-    """`10000` is a count, `0.1` a fraction."""
+    """`10000` is a count, `0.1` a fraction; anything else (`2.0`, `1e4`, `1.5`) is ambiguous and refused."""
+    text = text.strip()
+    if text.isdigit() and int(text) > 0:
+        return float(int(text))
     try:
         value = float(text)
     except ValueError:
-        raise InputError(f"{flag} must be a count (e.g. 10000) or a fraction (e.g. 0.12), not {text!r}") from None
-    if value <= 0 or (value >= 1 and value != int(value)):
-        raise InputError(f"{flag} must be a positive count or a fraction in (0, 1), not {text!r}")
+        value = math.nan
+    if not 0 < value < 1:
+        raise InputError(
+            f"{flag} must be a whole count of images (e.g. 10000) or a fraction in (0, 1) (e.g. 0.12), not {text!r}"
+        )
     return value
 
 
@@ -138,11 +144,25 @@ def summarize(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def read_splits(path: Path) -> pd.DataFrame:
-    """Read a `splits.csv` written by `cxrtool split`, checking its schema."""
+    """Read a `splits.csv` written by `cxrtool split`, checking its schema and values: a bad row is named (its line
+    in the file) rather than trained on."""
     frame = read_csv_checked(path, SPLIT_COLUMNS, what="a splits.csv written by `cxrtool split`")
-    bad = set(frame["split"].unique()) - set(SPLITS)
-    if bad:
-        raise InputError(f"{path}: unknown split value(s) {', '.join(map(str, sorted(bad)))}; expected train/val/test")
+    fix = "fix that row or write the file again with `cxrtool split`"
+
+    def refuse(mask: pd.Series, column: str, allowed: str) -> None:
+        if mask.any():
+            row = int(np.flatnonzero(mask.to_numpy())[0])
+            value, image = frame[column].iloc[row], frame["image"].iloc[row]
+            raise InputError(f"{path}, line {row + 2} ({image}): {column} is {value!r}, {allowed}; {fix}")
+
+    refuse(~frame["split"].isin(SPLITS), "split", "not train, val or test")
+    refuse(frame["image"].isna() | frame["image"].astype(str).str.strip().eq(""), "image", "no file name")
+    refuse(frame["image"].duplicated(), "image", "already on an earlier line")
+    refuse(~frame["sex"].isin(["M", "F"]), "sex", "not M or F")
+    refuse(~frame["view"].isin(["PA", "AP"]), "view", "not PA or AP")
+    for label in LABELS:
+        refuse(~pd.to_numeric(frame[label], errors="coerce").isin([0, 1]), label, "not 0 or 1")
+        frame[label] = pd.to_numeric(frame[label]).astype(int)
     return frame
 
 

@@ -56,6 +56,7 @@ class Draws:
     flip: bool
     angle: float
     contrast: float | None
+    rotate_first: bool = False  # stage 3 rotates before it flips
 
 
 def draw(
@@ -66,29 +67,45 @@ def draw(
     flip: bool = True,
     rotate: bool = True,
     contrast: bool = True,
+    rotate_first: bool = False,
 ) -> Draws:
+    """Draws in the pipeline's order: crop, flip, rotation, contrast (stage 1), or with `rotate_first` crop,
+    rotation, flip (stage 3, SPEC §1)."""
     w, h = size
     # RandomCrop.get_params: top, then left
     top = int(torch.randint(0, h - crop + 1, size=(1,), generator=g).item()) if h > crop else 0
     left = int(torch.randint(0, w - crop + 1, size=(1,), generator=g).item()) if w > crop else 0
-    # RandomHorizontalFlip: torch.rand(1) < 0.5
-    flipped = bool(torch.rand(1, generator=g).item() < 0.5) if flip else False
-    # RandomRotation.get_params: uniform(-d, d)
-    angle = float(torch.empty(1).uniform_(-ROTATION_DEGREES, ROTATION_DEGREES, generator=g).item()) if rotate else 0.0
+
+    def flip_draw() -> bool:  # RandomHorizontalFlip: torch.rand(1) < 0.5
+        return bool(torch.rand(1, generator=g).item() < 0.5) if flip else False
+
+    def angle_draw() -> float:  # RandomRotation.get_params: uniform(-d, d)
+        return (
+            float(torch.empty(1).uniform_(-ROTATION_DEGREES, ROTATION_DEGREES, generator=g).item()) if rotate else 0.0
+        )
+
+    if rotate_first:
+        angle = angle_draw()
+        flipped = flip_draw()
+    else:
+        flipped = flip_draw()
+        angle = angle_draw()
     factor = None
     if contrast:
         torch.randperm(4, generator=g)  # ColorJitter draws the order of its four ops first
         factor = float(torch.empty(1).uniform_(1 - CONTRAST, 1 + CONTRAST, generator=g).item())
-    return Draws(top, left, flipped, angle, factor)
+    return Draws(top, left, flipped, angle, factor, rotate_first)
 
 
 def apply(img: Image.Image, d: Draws, crop: int) -> Image.Image:
     if img.size != (crop, crop):
         img = img.crop((d.left, d.top, d.left + crop, d.top + crop))
+    if d.angle and d.rotate_first:
+        img = img.rotate(d.angle, resample=Image.NEAREST, fillcolor=0)  # RandomRotation's defaults
     if d.flip:
         img = img.transpose(Image.FLIP_LEFT_RIGHT)
-    if d.angle:
-        img = img.rotate(d.angle, resample=Image.NEAREST, fillcolor=0)  # RandomRotation's defaults
+    if d.angle and not d.rotate_first:
+        img = img.rotate(d.angle, resample=Image.NEAREST, fillcolor=0)
     return img
 
 
@@ -124,12 +141,12 @@ def classifier_eval(*, crop: int) -> Transform:
 
 
 def joint_train(*, crop: int) -> Transform:
-    """Stage 3 training: RandomCrop of the full image, rotation ±5°, horizontal flip (no resize)."""
+    """Stage 3 training: RandomCrop of the full image, rotation ±5°, horizontal flip (no resize), in that order."""
 
     def transform(img: Image.Image, g: torch.Generator) -> torch.Tensor:
         if min(img.size) < crop:
             img = resize(img, crop)
-        d = draw(g, size=img.size, crop=crop, flip=True, rotate=True, contrast=False)
+        d = draw(g, size=img.size, crop=crop, flip=True, rotate=True, contrast=False, rotate_first=True)
         return to_tensor(apply(img, d, crop))
 
     return transform

@@ -84,15 +84,15 @@ def compare_evaluations(
         table[f"{group}_sd"] = values.std(axis=0, ddof=1) if len(values) > 1 else math.nan
         notes.append(f"group {group}: {len(values)} run(s) ({', '.join(group_names)}); sd across runs with ddof=1")
 
-    paired = _add_tests(table, members, member_names, labels, notes)
-    ref_names = _add_reference(table, reference, labels, notes)
+    paired, family = _add_tests(table, members, member_names, labels, notes)
+    ref_names = _add_reference(table, reference, labels, notes, _mean_labels(members, member_names))
     table["best"] = [_best({name: values[i] for name, values in aucs.items()}) for i in range(len(rows))]
     return ComparisonResult(
         table=table,
         names=member_names,
         groups=list(runs),
         reference=ref_names,
-        method=_method(member_names, len(labels), paired),
+        method=_method(member_names, family, paired),
         notes=notes,
     )
 
@@ -181,10 +181,11 @@ def _metric_rows(ev: Evaluation, rows: list[str]) -> dict[str, np.ndarray]:
 
 def _add_tests(
     table: pd.DataFrame, members: list[Evaluation], names: list[str], labels: list[str], notes: list[str]
-) -> int:
+) -> tuple[int, dict[str, int]]:
     """p_<name>_vs_<first> and its Holm adjustment: per label within the pair, for the Mean across pairs.
 
-    Returns the number of pairs tested (a pair over different images is not, and is left out of the Mean's family).
+    Returns the number of pairs tested (a pair over different images is not, and is left out of the Mean's family)
+    and, per tested pair, the size of its label family: the label p-values that exist (Holm counts only tests made).
     """
     base = members[0]
     raw = {name: _paired_p(base, names[0], ev, name, labels, notes) for ev, name in zip(members[1:], names[1:])}
@@ -192,7 +193,18 @@ def _add_tests(
     for (name, p), p_mean_holm in zip(raw.items(), mean_holm):
         table[f"p_{name}_vs_{names[0]}"] = p
         table[f"p_holm_{name}_vs_{names[0]}"] = [*holm(p[:-1]), p_mean_holm]
-    return sum(not np.isnan(p[-1]) for p in raw.values())
+    family = {name: int((~np.isnan(p[:-1])).sum()) for name, p in raw.items() if not np.isnan(p[-1])}
+    return len(family), family
+
+
+def _mean_labels(members: list[Evaluation], names: list[str]) -> dict[str, int]:
+    """How many labels each evaluation's Mean averages (metrics.csv's n_labels on the Mean row)."""
+    out = {}
+    for ev, name in zip(members, names):
+        row = ev.metrics.loc[ev.metrics["label"].astype(str) == MEAN, "n_labels"]
+        value = pd.to_numeric(row, errors="coerce").iloc[0] if len(row) else math.nan
+        out[name] = int(value) if not math.isnan(value) else len(ev.labels)
+    return out
 
 
 def _paired_p(
@@ -220,10 +232,24 @@ def _paired_p(
         result = delong_test(y, other.probs[order][:, columns], scores_base)
     except InputError as e:
         raise InputError(f"{other.path} vs {base.path}: {e}") from None
-    return np.append(result["p"], result["mean_p"])
+    p = np.append(result["p"], result["mean_p"])
+    one_class = [label for label, auc in zip(labels, np.atleast_1d(result["auc_a"])) if np.isnan(auc)]
+    flat = [
+        label for label, v, auc in zip(labels, p, np.atleast_1d(result["auc_a"])) if np.isnan(v) and not np.isnan(auc)
+    ]
+    if one_class:
+        notes.append(f"{why} for {', '.join(one_class)}: only one class among the images, so no AUC to test")
+    if flat:
+        notes.append(
+            f"{why} for {', '.join(flat)}: the DeLong variance is zero (every image's placement equal in both "
+            "models) while the AUCs differ, so no z can be formed"
+        )
+    return p
 
 
-def _add_reference(table: pd.DataFrame, reference: str | None, labels: list[str], notes: list[str]) -> list[str]:
+def _add_reference(
+    table: pd.DataFrame, reference: str | None, labels: list[str], notes: list[str], mean_labels: dict[str, int]
+) -> list[str]:
     if reference is None:
         return []
     ref = reference_columns(reference)
@@ -231,11 +257,19 @@ def _add_reference(table: pd.DataFrame, reference: str | None, labels: list[str]
     keys = [label_key(label) for label in labels]
     for column in ref.columns:
         table[column] = [ref[column].get(key, math.nan) for key in [*keys, label_key(MEAN)]]
+    published = len(set(ref.index) - {label_key(MEAN)})
     missing = set(ref.index) - {label_key(MEAN)} - set(keys)
     if missing or set(keys) - set(ref.index):
         notes.append(
-            "reference columns: Table 1 covers the 14 ChestX-ray14 labels; its published Means average those 14, "
-            "not the labels compared here"
+            f"reference columns: Table 1 covers the {published} ChestX-ray14 labels; its published Means average "
+            "those, not the labels compared here"
+        )
+    fewer = {name: n for name, n in mean_labels.items() if n < published}
+    if fewer:
+        shown = ", ".join(f"{name} over {n}" for name, n in fewer.items())
+        notes.append(
+            f"Mean row: the published Means average {published} labels, but {shown} (labels with both classes "
+            "among the evaluated images): those Means are not comparable with the published ones"
         )
     return list(ref.columns)
 
@@ -249,18 +283,22 @@ def _best(values: dict[str, float]) -> str:
     return "/".join(name for name, v in present.items() if v == top)
 
 
-def _method(names: list[str], n_labels: int, paired: int) -> str:
+def _method(names: list[str], family: dict[str, int], paired: int) -> str:
     text = "AUCs and intervals as each metrics.csv holds them (its bootstrap); * marks the best AUC of a row."
     baseline = names[0]
     if len(names) < 2:
         return f"{text} No tests: a single evaluation."
     if not paired:
         return f"{text} No p-values: no other evaluation holds the same images and targets as {baseline}."
+    if len(set(family.values())) == 1:
+        sizes = f"{next(iter(family.values()))} label tests"
+    else:  # labels without a p-value (one class, zero variance) are not in their pair's family
+        sizes = "label tests with a p-value (" + ", ".join(f"{n} for {name}" for name, n in family.items()) + ")"
     return (
         f"{text} p: two-sided paired DeLong test (DeLong et al. 1988) of each evaluation against {baseline} on the "
         "same images; for the Mean, of the mean AUC over labels with both classes, the labels' covariance included. "
-        f"p_holm: Holm (1979) over the {n_labels} label tests of each pair; for the Mean row, over the "
-        f"{paired} Mean test(s) of the pairs tested."
+        f"p_holm: Holm (1979) over the {sizes} of each pair; for the Mean row, over the {paired} Mean test(s) of "
+        "the pairs tested."
     )
 
 

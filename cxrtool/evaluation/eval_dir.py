@@ -91,7 +91,9 @@ def write_evaluation(
     predictions.insert(0, "image", images)
     truth = pd.DataFrame(targets.astype(np.int8), columns=list(labels))
     truth.insert(0, "image", images)
-    write_csv(path / PREDICTIONS, predictions, float_format="%.6g")
+    # 9 significant digits: every float32 probability (and threshold) reads back as itself, so the metrics can be
+    # recomputed from these files exactly
+    write_csv(path / PREDICTIONS, predictions, float_format="%.9g")
     write_csv(path / TARGETS, truth)
-    write_csv(path / METRICS, metrics[list(METRIC_COLUMNS)], float_format="%.6g")
+    write_csv(path / METRICS, metrics[list(METRIC_COLUMNS)], float_format="%.9g")
     write_json(path / CONFIG, config)

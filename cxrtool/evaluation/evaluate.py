@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from cxrtool import __version__
+from cxrtool.artifacts import replaced_dir
 from cxrtool.evaluation.eval_dir import MEAN, METRIC_COLUMNS, ROC, write_evaluation
 
 
@@ -63,6 +64,7 @@ def metrics_table(
     frame = pd.DataFrame(rows, columns=list(METRIC_COLUMNS))
     frame["n_labels"] = frame["n_labels"].astype("Int64")
     frame[["n_pos", "n_neg"]] = frame[["n_pos", "n_neg"]].astype("Int64")
+    frame.attrs["bootstrap_mean_skipped"] = int(boot["mean_skipped"])  # incomplete resamples, out of the Mean's CI
     return frame
 
 
@@ -110,21 +112,43 @@ def finish_evaluation(
     config: dict[str, Any],
     started: float,
 ) -> EvaluationResult:
-    """Metrics, files and the ROC figure for a finished set of predictions."""
+    """Metrics, files and the ROC figure for a finished set of predictions.
+
+    The models' probabilities are float32; they are scored as such, and predictions.csv writes them with 9
+    significant digits, which round-trip every float32 exactly, so metrics.csv can be recomputed from
+    predictions.csv and targets.csv (by scikit-learn, say) to the last digit."""
+    from cxrtool.log import warn
+
+    probs = np.asarray(probs, dtype=np.float32).astype(np.float64)
     metrics = metrics_table(labels, targets, probs, n_boot=n_boot, seed=seed)
+    skipped = metrics.attrs["bootstrap_mean_skipped"]
+    if skipped:
+        warn(
+            f"{skipped} of the {n_boot} bootstrap resamples lack a class of some label; the Mean's interval uses "
+            f"the {n_boot - skipped} complete ones (each label's interval uses those where it has both classes)"
+        )
     seconds = time.perf_counter() - started
-    config = {**config, "images": len(images), "seconds": round(seconds, 2), "cxrtool_version": __version__}
-    write_evaluation(out, images=images, labels=labels, probs=probs, targets=targets, metrics=metrics, config=config)
-    plot_roc(out / ROC, labels, targets, probs, metrics["auc"].to_numpy(dtype=float)[: len(labels)])
+    config = {
+        **config,
+        "bootstrap_mean_skipped": skipped,
+        "images": len(images),
+        "seconds": round(seconds, 2),
+        "cxrtool_version": __version__,
+    }
+    with replaced_dir(out) as staged:  # an earlier evaluation in --out is replaced only by a complete new one
+        write_evaluation(
+            staged, images=images, labels=labels, probs=probs, targets=targets, metrics=metrics, config=config
+        )
+        plot_roc(staged / ROC, labels, targets, probs, metrics["auc"].to_numpy(dtype=float)[: len(labels)])
     return EvaluationResult(metrics=metrics, images=len(images), seconds=seconds)
 
 
-def prepare_out_dir(out: Path, *, overwrite: bool) -> None:
+def check_out_dir(out: Path, *, overwrite: bool) -> None:
+    """Refuse an --out that holds anything, unless --overwrite; nothing is written or removed here."""
     from cxrtool.errors import InputError
 
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
         raise InputError(f"--out {out} already exists; pass --overwrite to replace it or choose another folder")
-    out.mkdir(parents=True, exist_ok=True)
 
 
 def evaluate_images(
@@ -160,11 +184,13 @@ def evaluate_images(
     if missing:
         raise InputError(f"{splits_csv} lacks the checkpoint's label column(s) {', '.join(missing)}")
     paths = resolve_paths(rows, ImageIndex.build(images_dir))
-    prepare_out_dir(out, overwrite=overwrite)
+    check_out_dir(out, overwrite=overwrite)
     probs = predict_paths(
         predictor, paths, tta=tta, average=tta_average, batch_size=batch_size, workers=workers, progress=progress
     )
-    specific = {"images": str(images_dir), "tta": tta, "tta_average": tta_average}
+    from cxrtool.data.dicom import dicom_window
+
+    specific = {"images": str(images_dir), "tta": tta, "tta_average": tta_average, "dicom_window": dicom_window()}
     return _finish(out, predictor, rows, probs, specific, splits_csv=splits_csv, split=split, limit=limit,
                    n_boot=n_boot, seed=seed, started=started)  # fmt: skip
 
@@ -195,13 +221,14 @@ def evaluate_latents(
     from cxrtool.data.splits import read_splits
     from cxrtool.errors import InputError
     from cxrtool.evaluation.inference import load_predictor
+    from cxrtool.log import a
     from cxrtool.training.distributed import pick_device
 
     started = time.perf_counter()
     predictor = load_predictor(ckpt, pick_device(device))
     if predictor.info.kind != "joint":
         raise InputError(
-            f"--latents needs a joint checkpoint (stage 3); {predictor.info.path} is a {predictor.info.kind}"
+            f"--latents needs a joint checkpoint (stage 3); {predictor.info.path} is {a(predictor.info.kind)}"
         )
     store = open_store(store_dir)
     check_identity(store, predictor.info.raw.get("cxrtool.encoder_sha256", ""), flag="--ckpt", path=predictor.info.path)
@@ -213,7 +240,7 @@ def evaluate_latents(
         )
     rows = rows_for(read_splits(splits_csv), split, limit=limit, seed=seed, path=splits_csv)
     keys = _store_keys(store, rows["image"].tolist(), store_dir)
-    prepare_out_dir(out, overwrite=overwrite)
+    check_out_dir(out, overwrite=overwrite)
     probs = np.zeros((len(keys), len(predictor.info.labels)))
     model = predictor.model
     with torch.no_grad():

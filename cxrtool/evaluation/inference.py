@@ -3,7 +3,7 @@
 A classifier sees the image resized to its crop size; a joint model the image resized to its crop size, encoded
 (latent = crop/4) and classified. `tencrop` averages ten views: the image resized to the training's pre-crop size
 (the classifier's --resize; 8/7 of the crop for a joint model, as 1024 is to 896), its four corners and centre, and
-their mirror images.
+those of its mirror image (torchvision's TenCrop, view for view).
 """
 
 from __future__ import annotations
@@ -11,12 +11,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, default_collate
 
 from cxrtool.data.datasets import EpochSampler, ImageDataset
 from cxrtool.data.transforms import Transform, classifier_eval, resize, to_tensor
@@ -55,12 +56,20 @@ def tencrop_transform(*, base: int, crop: int) -> Transform:
     def transform(img: Image.Image, g: torch.Generator) -> torch.Tensor:
         img = resize(img, base)
         m = base - crop
-        boxes = [(0, 0), (m, 0), (0, m), (m, m), (m // 2, m // 2)]
-        views = [img.crop((x, y, x + crop, y + crop)) for x, y in boxes]
-        views += [v.transpose(Image.FLIP_LEFT_RIGHT) for v in views]
+        centre = round(m / 2.0)  # torchvision's center_crop (round half to even)
+        boxes = [(0, 0), (m, 0), (0, m), (m, m), (centre, centre)]
+        mirror = img.transpose(Image.FLIP_LEFT_RIGHT)  # torchvision's ten_crop: the mirrored image's five crops
+        views = [source.crop((x, y, x + crop, y + crop)) for source in (img, mirror) for x, y in boxes]
         return torch.stack([to_tensor(v) for v in views])
 
     return transform
+
+
+def _collate_readable(batch: list[dict[str, Any]]) -> tuple[dict[str, Any] | None, list[tuple[int, str]]]:
+    """(the readable items collated, or None; (index, error) of the unreadable ones)."""
+    good = [item for item in batch if "error" not in item]
+    failed = [(int(item["index"]), str(item["error"])) for item in batch if "error" in item]
+    return (default_collate(good) if good else None), failed
 
 
 @torch.no_grad()
@@ -73,8 +82,12 @@ def predict_paths(
     batch_size: int = 32,
     workers: int = 0,
     progress: object = None,
+    errors: list[tuple[int, str]] | None = None,
 ) -> np.ndarray:
-    """(n, labels) probabilities for image files, in order."""
+    """(n, labels) probabilities for image files, in order.
+
+    An unreadable file raises ImageReadError, unless `errors` is a list: then it is skipped (its row stays 0) and
+    (its index, the message) appended there, in worker processes too."""
     if tta not in TTA:
         raise InputError(f"--tta must be one of {', '.join(TTA)}, not {tta!r}")
     if average not in ("probs", "logits"):
@@ -84,7 +97,8 @@ def predict_paths(
         if tta == "tencrop"
         else classifier_eval(crop=predictor.crop)
     )
-    dataset = ImageDataset(paths, None, transform, seed=0, tag="eval")
+    skip = errors is not None
+    dataset = ImageDataset(paths, None, transform, seed=0, tag="eval", skip_unreadable=skip)
     loader = DataLoader(
         dataset,
         batch_size=max(1, batch_size // (10 if tta == "tencrop" else 1)),
@@ -92,10 +106,18 @@ def predict_paths(
         num_workers=workers,
         pin_memory=predictor.device.type == "cuda",
         worker_init_fn=ignore_in_worker if workers > 0 else None,
+        collate_fn=_collate_readable if skip else None,
     )
     out = np.zeros((len(dataset), len(predictor.info.labels)), dtype=np.float64)
     amp = predictor.device.type == "cuda"
     for batch in loader:
+        if skip:
+            batch, failed = batch
+            errors.extend(failed)  # type: ignore[union-attr]
+            if callable(progress) and failed:
+                progress(len(failed))
+            if batch is None:
+                continue
         x = batch["image"].to(predictor.device, non_blocking=True)
         views = x.shape[1] if x.dim() == 5 else 1
         x = x.flatten(0, 1) if x.dim() == 5 else x

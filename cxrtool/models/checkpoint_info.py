@@ -38,12 +38,27 @@ def model_file(path: Path, *, flag: str = "--ckpt") -> Path:
     return path
 
 
+def _major(version: str) -> int | None:
+    head = version.split(".", 1)[0]
+    return int(head) if head.isdigit() else None
+
+
+def _warn_if_newer(path: Path, version: str) -> None:
+    from cxrtool import __version__
+    from cxrtool.log import warn
+
+    theirs, ours = _major(version), _major(__version__)
+    if theirs is not None and ours is not None and theirs > ours:
+        warn(f"{path} was written by cxrtool {version}, a newer major version than this {__version__}; update cxrtool")
+
+
 def read_info(path: Path, *, flag: str = "--ckpt") -> CheckpointInfo:
     """The metadata of a cxrtool model file, without loading its tensors."""
     path = model_file(path, flag=flag)
     meta, tensors = read_safetensors_header(path)
     if meta.get("cxrtool.kind") not in KINDS:
         raise InputError(f"{path} ({flag}) is not a cxrtool model file (no valid cxrtool.kind in its metadata)")
+    _warn_if_newer(path, meta.get("cxrtool.version", ""))
     try:
         return CheckpointInfo(
             path=path,

@@ -18,6 +18,7 @@ from torch import nn
 from cxrtool import __version__
 from cxrtool.artifacts import atomic_path
 from cxrtool.errors import InputError
+from cxrtool.log import a
 from cxrtool.models.checkpoint_info import KINDS, MODEL_FILE, CheckpointInfo, model_file, read_info  # noqa: F401
 
 
@@ -30,9 +31,12 @@ def _safe_open(path: Path) -> Any:
         raise InputError(f"{path} is not a readable safetensors file ({e})") from None
 
 
-def read_tensors(path: Path) -> dict[str, torch.Tensor]:
+def read_tensors(path: Path, *, flag: str = "--ckpt") -> dict[str, torch.Tensor]:
     with _safe_open(path) as f:
-        return {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118 (safe_open is not a dict)
+        try:
+            return {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118 (safe_open is not a dict)
+        except Exception as e:  # a truncated file: the header promises more bytes than there are
+            raise InputError(f"{path} ({flag}) is damaged or truncated ({str(e).splitlines()[0]})") from None
 
 
 def encoder_identity(tensors: dict[str, torch.Tensor]) -> str:
@@ -43,6 +47,20 @@ def encoder_identity(tensors: dict[str, torch.Tensor]) -> str:
         digest.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
         digest.update(t.numpy().tobytes())
     return digest.hexdigest()
+
+
+def warn_dead_channels(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+    """Warn about an encoder made by cxrtool 0.1's box init, whose hidden channels 1-31 can never train."""
+    from cxrtool.log import warn
+    from cxrtool.models.autoencoder import dead_channels
+
+    dead = dead_channels(tensors)
+    if dead:
+        warn(
+            f"{path}: {len(dead)} of the encoder's 32 hidden channels are dead (all-zero weights, bias and output "
+            "weight: cxrtool 0.1's box init), so they never train and the encoder is a linear filter; retrain stage "
+            "2 with this version's `cxrtool train-ae` (and stage 3 from it) to get the paper's nonlinear autoencoder"
+        )
 
 
 def build_model(kind: str, *, num_labels: int = 14, init: str = "box") -> nn.Module:
@@ -96,25 +114,60 @@ def save_model(
         save_file(tensors, str(tmp), metadata=meta)
 
 
+def expected_shapes(kind: str, num_labels: int = 14) -> dict[str, tuple[int, ...]]:
+    """Every tensor a model file of a kind must hold, with its shape (the model built on the meta device: free)."""
+    with torch.device("meta"):
+        model = build_model(kind, num_labels=num_labels, init="random")
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def check_tensors(
+    info: CheckpointInfo, tensors: dict[str, torch.Tensor], prefixes: tuple[str, ...] | None = None, *, flag: str
+) -> None:
+    """A file's tensors (under `prefixes`, or all of them) against its kind: none missing, none of a wrong shape,
+    none unexpected, all finite. A NaN weight would otherwise give all-zero latents or NaN probabilities with
+    exit 0."""
+    expected = {
+        k: v
+        for k, v in expected_shapes(info.kind, max(1, len(info.labels))).items()
+        if prefixes is None or k.startswith(prefixes)
+    }
+    fix = "the file is damaged or was not written by cxrtool; use another checkpoint or retrain"
+    where = f"{info.path} ({flag})"
+    for key, shape in expected.items():
+        if key not in tensors:
+            raise InputError(f"{where} lacks the tensor {key} that {a(info.kind)} model needs; {fix}")
+        if tuple(tensors[key].shape) != shape:
+            raise InputError(f"{where}: tensor {key} has shape {tuple(tensors[key].shape)}, not {shape}; {fix}")
+    extra = [k for k in tensors if k not in expected and (prefixes is None or k.startswith(prefixes))]
+    if extra:
+        raise InputError(f"{where} holds a tensor {extra[0]} that {a(info.kind)} model does not have; {fix}")
+    for key in expected:
+        value = tensors[key]
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise InputError(f"{where}: tensor {key} holds NaN or infinite values; {fix}")
+
+
 def load_model(path: Path, *, kinds: tuple[str, ...] = KINDS, flag: str = "--ckpt") -> tuple[nn.Module, CheckpointInfo]:
-    """Build the model a file describes and load its tensors; a kind outside `kinds` is a clear error."""
+    """Build the model a file describes and load its tensors, checked; a kind outside `kinds` is a clear error."""
     info = read_info(path, flag=flag)
     if info.kind not in kinds:
-        raise InputError(f"{info.path} ({flag}) is a {info.kind} checkpoint; this needs {' or '.join(kinds)}")
+        raise InputError(f"{info.path} ({flag}) is {a(info.kind)} checkpoint; this needs {' or '.join(kinds)}")
+    tensors = read_tensors(info.path, flag=flag)
+    check_tensors(info, tensors, flag=flag)
+    warn_dead_channels(info.path, tensors)
     model = build_model(info.kind, num_labels=max(1, len(info.labels)), init="random")
-    try:
-        model.load_state_dict(read_tensors(info.path), strict=True)
-    except RuntimeError as e:
-        raise InputError(f"{info.path}: tensors do not match a {info.kind} model ({str(e).splitlines()[0]})") from None
+    model.load_state_dict(tensors, strict=True)
     return model, info
 
 
 def load_parts(path: Path, prefixes: tuple[str, ...], *, kinds: tuple[str, ...], flag: str) -> dict[str, torch.Tensor]:
-    """The tensors under some prefixes of a file of an accepted kind (stage 3 takes parts of stages 1 and 2)."""
+    """The tensors under some prefixes of a file of an accepted kind (stage 3 takes parts of stages 1 and 2),
+    checked like a whole model's."""
     info = read_info(path, flag=flag)
     if info.kind not in kinds:
-        raise InputError(f"{info.path} ({flag}) is a {info.kind} checkpoint; this needs {' or '.join(kinds)}")
-    tensors = {k: v for k, v in read_tensors(info.path).items() if k.startswith(prefixes)}
-    if not tensors:
-        raise InputError(f"{info.path} ({flag}) holds no {'/'.join(prefixes)} tensors")
+        raise InputError(f"{info.path} ({flag}) is {a(info.kind)} checkpoint; this needs {' or '.join(kinds)}")
+    tensors = {k: v for k, v in read_tensors(info.path, flag=flag).items() if k.startswith(prefixes)}
+    check_tensors(info, tensors, prefixes, flag=flag)
+    warn_dead_channels(info.path, tensors)
     return tensors

@@ -28,12 +28,20 @@ class World:
 
 
 def init_world(device: torch.device) -> World:
-    """Join torchrun's process group when WORLD_SIZE > 1 (NCCL on CUDA, gloo on the CPU)."""
+    """Join torchrun's process group when WORLD_SIZE > 1 (NCCL on CUDA, gloo on the CPU).
+
+    On CUDA this rank's GPU becomes the current device first: NCCL's object collectives (`all_gather_object`,
+    `barrier`) run on the current device, which would otherwise be cuda:0 for every rank. `device_id` binds the
+    group to it as well."""
     size = int(os.environ.get("WORLD_SIZE", "1"))
     if size <= 1:
         return World()
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+            dist.init_process_group(backend="nccl", device_id=device)
+        else:
+            dist.init_process_group(backend="gloo")
     return World(rank=dist.get_rank(), size=dist.get_world_size(), local_rank=int(os.environ.get("LOCAL_RANK", 0)))
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from cxrtool.data.datasets import EpochSampler
 from cxrtool.errors import Interrupted, RunFailure
+from cxrtool.log import warn
 from cxrtool.models.checkpoints import save_model
 from cxrtool.training import rng_state, run_dir
 from cxrtool.training.distributed import World, any_rank, barrier, gather_objects
@@ -28,7 +30,9 @@ from cxrtool.training.signals import StopRequest, ignore_in_worker
 from cxrtool.training.tasks import Task
 
 HISTORY_HEAD = ["epoch", "lr", "seconds", "images_per_s", "train_loss", "val_loss"]
-STEP_MILESTONES = (5, 10, 15)  # the authors' stage-3 schedule: lr ÷ 10 after these epochs
+# The authors' stage-3 schedule: lr ÷ 10 at the start of these (1-based) epochs, so with 1e-4 epochs 1-4 train at
+# 1e-4, 5-9 at 1e-5, 10-14 at 1e-6 and 15 on at 1e-7.
+STEP_MILESTONES = (5, 10, 15)
 
 
 @dataclass(frozen=True)
@@ -46,7 +50,10 @@ class LoopConfig:
     keep: str = "loss"
     patience: int = 5
     factor: float = 0.1
-    items_per_batch: int = 1  # dataset items per optimizer batch is batch_size // items_per_batch (patches)
+    # Stage 2: each dataset item is this many patches of one image. The loader reads batch_size images at a time
+    # and makes this many optimizer steps of batch_size patches from them, step j taking every image's j-th patch,
+    # so every batch mixes batch_size different images (see `_steps`).
+    patches_per_image: int = 1
 
 
 @dataclass
@@ -61,6 +68,7 @@ class Stage:
     task: Task
     train_set: Dataset
     val_set: Dataset
+    data: dict[str, Any] = field(default_factory=dict)  # per split: images and a SHA-256 of their rows
 
 
 @dataclass
@@ -80,10 +88,12 @@ class Progress:
 
 
 def _amp(device: torch.device, enabled: bool) -> tuple[torch.dtype | None, Any]:
-    """bf16 where supported (no scaler needed), fp16 with a GradScaler otherwise; off on CPU and MPS."""
+    """bf16 where the GPU has it natively (Ampere and later; no scaler needed), fp16 with a GradScaler otherwise;
+    off on CPU and MPS. `is_bf16_supported()` alone also counts emulation, which would give pre-Ampere GPUs slow
+    emulated bf16 and make the fp16 path unreachable."""
     if not enabled or device.type != "cuda":
         return None, None
-    if torch.cuda.is_bf16_supported():
+    if torch.cuda.is_bf16_supported(including_emulation=False):
         return torch.bfloat16, None
     return torch.float16, torch.amp.GradScaler("cuda")
 
@@ -112,8 +122,27 @@ def _loader(dataset: Dataset, sampler: EpochSampler, batch: int, workers: int, d
     )
 
 
-def _lr_for_epoch(base: float, epoch: int) -> float:
-    return base * 0.1 ** sum(epoch > m for m in STEP_MILESTONES)
+def lr_for_epoch(base: float, epoch: int) -> float:
+    """The step schedule's rate for a 1-based epoch: ÷ 10 from each milestone epoch on."""
+    return base * 0.1 ** sum(epoch >= m for m in STEP_MILESTONES)
+
+
+def _steps(loader: DataLoader, per_item: int, skip: int) -> Iterator[dict[str, Any]]:
+    """Optimizer batches from loader batches. A patch batch (images × per_item × 1×P×P) becomes per_item batches,
+    the j-th of every image's j-th patch; `skip` drops the first sub-batches (a resumed run's done steps)."""
+    for batch in loader:
+        image = batch["image"]
+        if image.dim() != 5:
+            if skip:
+                skip -= 1
+                continue
+            yield batch
+            continue
+        for j in range(image.shape[1]):
+            if skip:
+                skip -= 1
+                continue
+            yield {**batch, "image": image[:, j]}
 
 
 class Trainer:
@@ -136,19 +165,19 @@ class Trainer:
         )
         self.amp_dtype, self.scaler = _amp(device, cfg.amp)
         self.net = self._wrap(model)
-        per_batch = max(1, cfg.batch_size // cfg.items_per_batch)
         self.train_sampler = EpochSampler(
             len(stage.train_set), seed=cfg.seed, shuffle=True, rank=world.rank, world=world.size
         )
         self.val_sampler = EpochSampler(
             len(stage.val_set), seed=cfg.seed, shuffle=False, rank=world.rank, world=world.size
         )
-        self.train_loader = _loader(stage.train_set, self.train_sampler, per_batch, cfg.workers, device, True)
-        self.val_loader = _loader(stage.val_set, self.val_sampler, per_batch, cfg.workers, device, False)
-        self.per_batch = per_batch
+        self.train_loader = _loader(stage.train_set, self.train_sampler, cfg.batch_size, cfg.workers, device, True)
+        self.val_loader = _loader(stage.val_set, self.val_sampler, cfg.batch_size, cfg.workers, device, False)
+        self.per_item = max(1, cfg.patches_per_image)  # optimizer steps per loader batch
         self.state = Progress()
         self.columns = [*HISTORY_HEAD, *stage.task.train_columns(), *stage.task.val_columns()]
         self.step_hook: Any = None  # called with the Progress after every optimizer step (tests use it)
+        self.record: dict[str, Any] | None = None  # config.json, written with the first saved state
 
     def _wrap(self, model: nn.Module) -> nn.Module:
         if self.cfg.compile:
@@ -159,6 +188,12 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             model = DistributedDataParallel(model, device_ids=ids)
         return model
+
+    def steps_per_epoch(self) -> int:
+        """Optimizer steps in a whole epoch of this rank (the loader's length shrinks while resuming mid-epoch)."""
+        share, batch = -(-len(self.stage.train_set) // self.world.size), self.cfg.batch_size
+        loads = share // batch if self.train_loader.drop_last else -(-share // batch)
+        return loads * self.per_item
 
     # ---- resume ---------------------------------------------------------------------------------------------
     def restore(self) -> None:
@@ -182,24 +217,31 @@ class Trainer:
             "rng": rng_state.capture(),
             "data_order": {"seed": self.cfg.seed, "epoch": self.state.epoch, "batches_done": self.state.step},
         }
+        self._write_record()
         run_dir.save_resume(self.run, self.model, self.optimizer, state)
+
+    def _write_record(self) -> None:
+        if self.record is not None and self.world.main:
+            run_dir.write_config(self.run, self.record)
+            self.record = None
 
     # ---- one epoch ------------------------------------------------------------------------------------------
     def _set_lr(self) -> float:
         if self.plateau is None:
             for group in self.optimizer.param_groups:
-                group["lr"] = _lr_for_epoch(self.cfg.lr, self.state.epoch)
+                group["lr"] = lr_for_epoch(self.cfg.lr, self.state.epoch)
         return float(self.optimizer.param_groups[0]["lr"])
 
     def _train_epoch(self, stop: StopRequest, report: Any) -> bool:
         """Train until the epoch ends (True) or max-steps is reached (False). Raises on a stop or a bad loss."""
         s, cfg = self.state, self.cfg
-        self.train_sampler.set_epoch(s.epoch, start=s.step * self.per_batch)
+        loaded, skip = divmod(s.step, self.per_item)  # loader batches fully used, sub-batches done in the next
+        self.train_sampler.set_epoch(s.epoch, start=loaded * cfg.batch_size)
         self.net.train()
         if cfg.max_steps is not None and s.global_step >= cfg.max_steps:
             return False
         start = time.perf_counter()
-        for batch in self.train_loader:
+        for batch in _steps(self.train_loader, self.per_item, skip):
             batch = _to(batch, self.device, self.channels_last)
             with torch.autocast(
                 self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None
@@ -208,10 +250,7 @@ class Trainer:
             loss = parts["loss"]
             stop_now, bad = any_rank(self.world, [stop.requested, not bool(torch.isfinite(loss))], self.device)
             if bad:
-                raise RunFailure(
-                    f"non-finite training loss at epoch {s.epoch}, step {s.step + 1}; stopped. The last good "
-                    f"weights are in {self.run} (last.safetensors, model.safetensors); try a lower --lr"
-                )
+                raise RunFailure(f"non-finite training loss at epoch {s.epoch}, step {s.step + 1}; {self._kept()}")
             self.optimizer.zero_grad(set_to_none=True)
             if self.scaler is not None:
                 self.scaler.scale(loss).backward()
@@ -220,7 +259,7 @@ class Trainer:
             else:
                 loss.backward()
                 self.optimizer.step()
-            n = int(batch["image"].shape[0] * (batch["image"].shape[1] if batch["image"].dim() == 5 else 1))
+            n = int(batch["image"].shape[0])
             for key, value in parts.items():
                 s.sums[key] = s.sums.get(key, 0.0) + float(value.detach()) * n
             s.samples += n
@@ -265,14 +304,22 @@ class Trainer:
         merged = {k: np.concatenate([g[1][k] for g in gathered])[first] for k in local[1]}
         return self.stage.task.metrics(merged, unique)
 
+    def _kept(self) -> str:
+        """What a run that stops on a bad loss leaves behind, and what to try."""
+        kept = [name for name in (run_dir.LAST, run_dir.MODEL) if (self.run / name).is_file()]
+        where = (
+            f"the last good weights are in {self.run} ({', '.join(kept)})"
+            if kept
+            else "no epoch had finished, so no weights were kept"
+        )
+        return f"stopped; {where}. Try a lower --lr (a new run: a resume keeps its settings)"
+
     # ---- epoch end ------------------------------------------------------------------------------------------
     def _end_epoch(self, lr: float, metrics: dict[str, float], *, val_seconds: float) -> dict[str, Any]:
         """History row (seconds: training and validation; images_per_s: training), scheduler, checkpoints."""
         s = self.state
         if not math.isfinite(metrics["val_loss"]):
-            raise RunFailure(
-                f"non-finite validation loss at epoch {s.epoch}; stopped, last good files kept in {self.run}"
-            )
+            raise RunFailure(f"non-finite validation loss at epoch {s.epoch}; {self._kept()}")
         row: dict[str, Any] = {
             "epoch": s.epoch,
             "lr": lr,
@@ -295,6 +342,7 @@ class Trainer:
             s.best_epoch = s.epoch
         s.history.append(row)
         if self.world.main:
+            self._write_record()
             meta = {"kind": self.stage.kind, "labels": self.stage.labels, "input_spec": self.stage.input_spec}
             config = {**self.stage.config, "epoch": s.epoch}
             save_model(self.run / run_dir.LAST, self.model, config=config, **meta)
@@ -308,10 +356,12 @@ class Trainer:
         from cxrtool.progress import progress
 
         s, cfg = self.state, self.cfg
+        if cfg.max_steps == 0 and self.world.main:
+            warn("--max-steps 0: no training step; epoch 1 validates the starting weights and saves them")
         with StopRequest() as stop:
             while s.epoch <= cfg.epochs:
                 lr = self._set_lr()
-                total = len(self.train_loader) + s.step
+                total = self.steps_per_epoch()
                 label = f"epoch {s.epoch}/{cfg.epochs}"
                 with progress(label, total, enabled=self.world.main) as advance:
                     advance(s.step)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -19,24 +20,31 @@ import pandas as pd
 import torch
 from torch import nn
 
-from cxrtool.artifacts import atomic_path, read_json, write_csv, write_json
+from cxrtool.artifacts import atomic_path, read_json, read_safetensors_header, write_csv, write_json
 from cxrtool.errors import InputError
+from cxrtool.log import warn
 from cxrtool.models.checkpoints import state_tensors
 
 MODEL, LAST, RESUME_TENSORS, RESUME_STATE = "model.safetensors", "last.safetensors", "resume.safetensors", "resume.json"
 CONFIG, HISTORY = "config.json", "history.csv"
 
 
-def prepare(run: Path, *, overwrite: bool) -> None:
-    """A fresh run directory: refuse a non-empty one unless --overwrite (then clear cxrtool's files from it)."""
+def check_new(run: Path, *, overwrite: bool) -> None:
+    """Refuse a run directory that holds files, unless --overwrite; touches nothing (inputs are validated next)."""
     if run.exists() and not run.is_dir():
         raise InputError(f"--out {run} exists and is not a directory")
-    if run.exists() and any(run.iterdir()):
-        if not overwrite:
-            raise InputError(
-                f"--out {run} already holds files; pass --overwrite to start afresh there, --resume {run} to "
-                "continue it, or choose another --out"
-            )
+    if run.exists() and any(run.iterdir()) and not overwrite:
+        raise InputError(
+            f"--out {run} already holds files; pass --overwrite to start afresh there, --resume {run} to "
+            "continue it, or choose another --out"
+        )
+
+
+def prepare(run: Path, *, overwrite: bool) -> None:
+    """A fresh run directory, called once every input has been validated: with --overwrite, cxrtool's files of an
+    earlier run are removed only now, so a bad option or input leaves the old run as it was."""
+    check_new(run, overwrite=overwrite)
+    if run.exists():
         for name in (MODEL, LAST, RESUME_TENSORS, RESUME_STATE, CONFIG, HISTORY):
             (run / name).unlink(missing_ok=True)
         for extra in run.glob("*.safetensors"):
@@ -56,8 +64,11 @@ def write_config(run: Path, config: dict[str, Any]) -> None:
 
 
 def save_resume(run: Path, model: nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
-    """Model and optimizer tensors to safetensors, everything else to JSON; tensors first, so a JSON that exists
-    always describes the tensors beside it."""
+    """Model and optimizer tensors to safetensors, everything else to JSON.
+
+    The two files are written one after the other, so a crash between them would pair new tensors with an old
+    JSON. Both carry a fresh generation id, and the tensors' file also holds the state itself in its metadata:
+    `load_resume` checks the ids and, where they differ, continues from the state saved with the tensors."""
     from safetensors.torch import save_file
 
     tensors = {f"model.{k}": v for k, v in state_tensors(model).items()}
@@ -65,9 +76,11 @@ def save_resume(run: Path, model: nn.Module, optimizer: torch.optim.Optimizer, s
     for pid, slots in opt["state"].items():
         for name, value in slots.items():
             tensors[f"optim.{pid}.{name}"] = value.detach().to("cpu").contiguous().clone()
+    full = {**state, "param_groups": opt["param_groups"], "generation": uuid.uuid4().hex}
+    meta = {"cxrtool.kind": "resume", "cxrtool.generation": full["generation"], "cxrtool.state": dumps(full)}
     with atomic_path(run / RESUME_TENSORS) as tmp:
-        save_file(tensors, str(tmp))
-    write_json(run / RESUME_STATE, {**state, "param_groups": opt["param_groups"]})
+        save_file(tensors, str(tmp), metadata=meta)
+    write_json(run / RESUME_STATE, full)
 
 
 def load_resume(run: Path) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict[str, Any]]:
@@ -76,8 +89,30 @@ def load_resume(run: Path) -> tuple[dict[str, torch.Tensor], dict[str, torch.Ten
 
     if not (run / RESUME_STATE).is_file() or not (run / RESUME_TENSORS).is_file():
         raise InputError(f"--resume {run}: no {RESUME_STATE}/{RESUME_TENSORS}; the run saved no resumable state")
-    state = read_json(run / RESUME_STATE)
-    tensors = load_file(str(run / RESUME_TENSORS))
+    damaged = (
+        f"the run cannot continue from it; start afresh with --overwrite (its kept weights, {MODEL} and {LAST}, "
+        "stay usable for evaluation)"
+    )
+    try:
+        meta, _ = read_safetensors_header(run / RESUME_TENSORS)
+        tensors = load_file(str(run / RESUME_TENSORS))
+    except Exception as e:  # InputError from the header, SafetensorError for truncated data
+        why = str(e).splitlines()[0]
+        raise InputError(f"{run / RESUME_TENSORS} is damaged or truncated ({why}); {damaged}") from None
+    try:
+        state = read_json(run / RESUME_STATE)
+    except InputError:
+        state = {}
+    if "cxrtool.state" in meta:  # written by cxrtool ≥ 0.2: the state travels with the tensors
+        saved = json.loads(meta["cxrtool.state"])
+        if state.get("generation") != saved.get("generation"):
+            warn(
+                f"{run / RESUME_STATE} is from another save point than {RESUME_TENSORS} (the run was stopped while "
+                "saving); continuing from the state saved with the tensors"
+            )
+        state = saved
+    elif not state:
+        raise InputError(f"{run / RESUME_STATE} is unreadable; {damaged}")
     model = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     optim = {k[len("optim.") :]: v for k, v in tensors.items() if k.startswith("optim.")}
     return model, optim, state

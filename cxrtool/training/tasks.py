@@ -63,8 +63,11 @@ class ClassifierTask:
 
     kind = "classifier"
 
-    def __init__(self, labels: tuple[str, ...], val_targets: np.ndarray, *, fmix: FMixSettings | None, seed: int):
+    def __init__(
+        self, labels: tuple[str, ...], val_targets: np.ndarray, *, fmix: FMixSettings | None, seed: int, rank: int = 0
+    ):
         self.labels, self.val_targets, self.fmix, self.seed = labels, val_targets, fmix, seed
+        self.rank = rank  # under torchrun each rank mixes its own batch with its own mask, λ and permutation
 
     def train_columns(self) -> list[str]:
         return []
@@ -78,7 +81,7 @@ class ClassifierTask:
             return {"loss": F.binary_cross_entropy_with_logits(model(x)["logits"].float(), y)}
         from cxrtool.data.fmix import batch_rng, fmix_batch, fmix_loss
 
-        rng = batch_rng(self.seed, epoch, step)
+        rng = batch_rng(self.seed, epoch, step, rank=self.rank)
         mixed, y, y_perm, lam = fmix_batch(
             x,
             y,

@@ -92,7 +92,7 @@ def test_parse_size(text, value):
     assert parse_size(text, flag="--val-size") == value
 
 
-@pytest.mark.parametrize("text", ["0", "-3", "1.5", "ten"])
+@pytest.mark.parametrize("text", ["0", "-3", "1.5", "ten", "2.0", "1e4", "0.0"])
 def test_parse_size_rejects(text):
     with pytest.raises(InputError, match="--val-size"):
         parse_size(text, flag="--val-size")

@@ -92,7 +92,7 @@ def test_save_load_round_trip_with_metadata(tmp_path, kind):
 def test_wrong_kind_and_not_a_checkpoint(tmp_path):
     path = tmp_path / "ae.safetensors"
     save_model(path, AutoEncoder(), kind="autoencoder", labels=LABELS, input_spec={}, config={})
-    with pytest.raises(InputError, match="is a autoencoder checkpoint; this needs classifier"):
+    with pytest.raises(InputError, match="is an autoencoder checkpoint; this needs classifier"):
         load_model(path, kinds=("classifier",))
     (tmp_path / "junk.safetensors").write_bytes(b"nope")
     with pytest.raises(InputError, match="not a readable safetensors"):

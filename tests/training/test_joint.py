@@ -50,7 +50,7 @@ def test_joint_starts_from_stage_1_and_2(stage_runs, synth_small, synth_splits, 
 
 def test_wrong_kind_is_a_clear_error(stage_runs, synth_small, synth_splits):
     classifier, autoencoder = stage_runs
-    with pytest.raises(InputError, match=r"\(--classifier\) is a autoencoder checkpoint"):
+    with pytest.raises(InputError, match=r"\(--classifier\) is an autoencoder checkpoint"):
         build_joint(joint_options(synth_splits, synth_small, classifier=str(autoencoder)))
     with pytest.raises(InputError, match=r"\(--autoencoder\) is a classifier checkpoint"):
         build_joint(joint_options(synth_splits, synth_small, autoencoder=str(classifier)))
