@@ -9,7 +9,7 @@ import typer
 
 from cxrtool.cli.app import command
 from cxrtool.cli.eval_cmds import Ckpt
-from cxrtool.cli.options import Device, Overwrite, Seed
+from cxrtool.cli.options import Device, DicomWindow, Overwrite, Seed, use_dicom_window
 from cxrtool.cli.output import emit_frame, log, progress
 from cxrtool.errors import PartialSuccess
 
@@ -25,7 +25,9 @@ Method = Annotated[
 
 @command("explain")
 def explain_cmd(
-    inputs: Annotated[list[Path], typer.Argument(help="Image files and/or folders (searched recursively).")],
+    inputs: Annotated[
+        list[Path], typer.Argument(help="Image files (PNG, JPEG, DICOM) and/or folders (searched recursively).")
+    ],
     ckpt: Ckpt,
     out: Annotated[Path, typer.Option("--out", help="Folder to write the overlays, heatmaps and explain.csv to.")],
     labels: Annotated[
@@ -39,6 +41,7 @@ def explain_cmd(
     map_size: Annotated[
         int, typer.Option("--map-size", help="Longer side of the maps stored in heatmaps.safetensors.", min=8)
     ] = 256,
+    dicom_window: DicomWindow = "file",
     device: Device = "auto",
     overwrite: Overwrite = False,
 ) -> None:
@@ -52,6 +55,7 @@ def explain_cmd(
     """
     from cxrtool.explain.explain import explain_files
 
+    use_dicom_window(dicom_window)
     with progress("explain", None) as advance:
         result = explain_files(
             inputs,
@@ -65,9 +69,9 @@ def explain_cmd(
             overwrite=overwrite,
             progress=advance,
         )
-    emit_frame(result.table, title=f"{out}: {result.images - len(result.skipped)} image(s)", digits=4)
-    log(f"explained {result.images - len(result.skipped)} image(s) in {result.seconds:.1f} s; files in {out}")
-    _partial(result.skipped, out, f"of {result.images}", "skipped")
+    emit_frame(result.table, title=f"{out}: {result.images} image(s)", digits=4)
+    log(f"explained {result.images} image(s) in {result.seconds:.1f} s; files in {out}")
+    _partial(result.skipped, out, "image(s) or folder(s) could not be read and were skipped")
 
 
 @command("localize")
@@ -126,12 +130,11 @@ def localize_cmd(
         )
     emit_frame(result.table.set_index("label"), index_name="label", title=f"{out}: {counts['scored']} boxes")
     log(f"scored {counts['scored']} of {counts['listed']} boxes in {result.seconds:.1f} s; files in {out}")
-    _partial(result.unreadable, out, "", f"skipped with their {counts['unreadable']} box(es)")
+    _partial(result.unreadable, out, f"image(s) could not be read; their {counts['unreadable']} box(es) were skipped")
 
 
-def _partial(skipped: list[tuple[str, str]], out: Path, of: str, what: str) -> None:
-    """Exit 3 after the results when some images could not be read (they are in errors.csv)."""
+def _partial(skipped: list[tuple[str, str]], out: Path, what: str) -> None:
+    """Exit 3 after the results when something could not be read (it is listed in errors.csv)."""
     if skipped:
         listed = "; ".join(f"{name}: {error}" for name, error in skipped[:5])
-        raise PartialSuccess(f"{len(skipped)} {of + ' ' if of else ''}image(s) could not be read and were {what} "
-                             f"(listed in {out / 'errors.csv'}): {listed}")  # fmt: skip
+        raise PartialSuccess(f"{len(skipped)} {what} (listed in {out / 'errors.csv'}): {listed}")

@@ -14,10 +14,11 @@ cost about one forward pass (benchmarks/bench_explain.py). The library still sup
 The target layer is `norm5`, the BatchNorm that closes DenseNet121's last dense block, pytorch-grad-cam's documented
 layer for DenseNet (`model.features[-1]`). The activations weighted are its output rectified, which is exactly what
 the head pools: for Grad-CAM the map is then Σ_k α_k·ReLU(N_k), close to the class activation map that ChestX-ray8
-scored (Zhou et al. 2016; equal up to α_k counting only the positions where channel k is positive). (pytorch-grad-cam
-itself weights the rectified output on the CPU, where torchvision's in-place ReLU overwrites the tensor it keeps, and
-the raw one on a GPU; cxrtool does the same on both.) The raw `denseblock4` output would differ by norm5's per-channel
-affine map, which adds an image-independent offset to the map before the ReLU and so moves the thresholded region.
+scored (Zhou et al. 2016; equal up to α_k counting only the positions where channel k is positive). cxrtool rectifies
+explicitly, whatever the model's forward does (pytorch-grad-cam weights the tensor it keeps, which torchvision's own
+DenseNet.forward happens to rectify in place on the CPU but not on a GPU). The raw `denseblock4` output would differ by
+norm5's per-channel affine map, which adds an image-independent offset to the map before the ReLU and so moves the
+thresholded region.
 """
 
 from __future__ import annotations

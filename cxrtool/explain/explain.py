@@ -34,8 +34,8 @@ EXPLAIN_CSV, HEATMAPS, CONFIG, ERRORS = "explain.csv", "heatmaps.safetensors", "
 @dataclass(frozen=True)
 class ExplainResult:
     table: pd.DataFrame  # explain.csv
-    images: int
-    skipped: list[tuple[str, str]]  # (image, error)
+    images: int  # explained
+    skipped: list[tuple[str, str]]  # (image or folder, error), as in errors.csv
     seconds: float
 
 
@@ -85,11 +85,12 @@ def explain_files(
 
     check_method(method)
     predictor = load_predictor(ckpt, pick_device(device))
-    names, paths = collect_images(inputs)
+    folders: list[tuple[str, str]] = []  # unreadable subfolders, reported with the unreadable images
+    names, paths = collect_images(inputs, folders)
     unique = dict(zip(names, paths))  # a file given twice is explained once
     names, paths = list(unique), list(unique.values())
     return explain_images(predictor, names, paths, out, labels=labels, top=top, method=method, map_size=map_size,
-                          overwrite=overwrite, progress=progress)  # fmt: skip
+                          overwrite=overwrite, progress=progress, skipped=folders)  # fmt: skip
 
 
 def explain_images(
@@ -104,9 +105,11 @@ def explain_images(
     map_size: int = 256,
     overwrite: bool = False,
     progress: Any = None,
+    skipped: list[tuple[str, str]] | None = None,
 ) -> ExplainResult:
     """`explain_files` for a loaded predictor (`cxrtool.evaluation.inference.Predictor`) and resolved image paths."""
-    from cxrtool.evaluation.evaluate import prepare_out_dir
+    from cxrtool.artifacts import replaced_dir
+    from cxrtool.evaluation.evaluate import check_out_dir
     from cxrtool.explain.cam import TARGET_LAYER, check_method
 
     started = time.perf_counter()
@@ -114,27 +117,31 @@ def explain_images(
     if top < 1 or map_size < 8:
         raise InputError("--top must be at least 1 and --map-size at least 8")
     chosen = label_indices(labels, predictor.info.labels)
-    prepare_out_dir(out, overwrite=overwrite)
-    outputs = _Outputs(out, method=method, kind=predictor.info.kind, map_size=map_size)
-    skipped = _explain_all(predictor, names, paths, outputs, chosen, top, method, progress)
-    if not outputs.rows:
-        raise InputError(f"none of the {len(paths)} image(s) could be read: {skipped[0][0]}: {skipped[0][1]}")
-    table = pd.DataFrame(outputs.rows, columns=list(EXPLAIN_COLUMNS))
-    table[["peak_x", "peak_y"]] = table[["peak_x", "peak_y"]].astype("Int64")
-    config = {
-        "ckpt": str(predictor.info.path),
-        "kind": predictor.info.kind,
-        "input": predictor.info.input,
-        "method": method,
-        "target_layer": TARGET_LAYER,
-        "labels": labels or f"top {top}",
-        "map_size": map_size,
-        "device": str(predictor.device),
-        "images": len(paths) - len(skipped),
-        "skipped": len(skipped),
-    }
-    _write(out, table, outputs.tensors, outputs.entries, config, skipped)
-    return ExplainResult(table=table, images=len(paths), skipped=skipped, seconds=time.perf_counter() - started)
+    check_out_dir(out, overwrite=overwrite)
+    with replaced_dir(out) as staged:  # an earlier --out is replaced only by a complete new one
+        outputs = _Outputs(staged, method=method, kind=predictor.info.kind, map_size=map_size)
+        skipped = [*(skipped or []), *_explain_all(predictor, names, paths, outputs, chosen, top, method, progress)]
+        if not outputs.rows:
+            raise InputError(f"none of the {len(paths)} image(s) could be read: {skipped[0][0]}: {skipped[0][1]}")
+        table = pd.DataFrame(outputs.rows, columns=list(EXPLAIN_COLUMNS))
+        table[["peak_x", "peak_y"]] = table[["peak_x", "peak_y"]].astype("Int64")
+        config = {
+            "ckpt": str(predictor.info.path),
+            "kind": predictor.info.kind,
+            "input": predictor.info.input,
+            "method": method,
+            "target_layer": TARGET_LAYER,
+            "labels": labels or f"top {top}",
+            "map_size": map_size,
+            "dicom_window": _dicom_window(),
+            "device": str(predictor.device),
+            "images": int(table["image"].nunique()),
+            "skipped": len(skipped),
+        }
+        _write(staged, table, outputs.tensors, outputs.entries, config, skipped)
+    return ExplainResult(
+        table=table, images=int(table["image"].nunique()), skipped=skipped, seconds=time.perf_counter() - started
+    )
 
 
 class _Outputs:
@@ -204,6 +211,12 @@ def _explain_all(
     finally:
         explainer.close()
     return skipped
+
+
+def _dicom_window() -> str:
+    from cxrtool.data.dicom import dicom_window
+
+    return dicom_window()
 
 
 def _write(

@@ -110,9 +110,10 @@ def localize_run(
     progress: Any = None,
 ) -> LocalizeResult:
     """Score a checkpoint's heatmaps against the radiologists' boxes and write the localization directory."""
+    from cxrtool.artifacts import replaced_dir
     from cxrtool.data.images import ImageIndex
     from cxrtool.data.splits import read_splits
-    from cxrtool.evaluation.evaluate import prepare_out_dir
+    from cxrtool.evaluation.evaluate import check_out_dir
     from cxrtool.evaluation.inference import load_predictor
     from cxrtool.explain.boxes import read_bbox_list
     from cxrtool.explain.cam import check_method
@@ -136,7 +137,7 @@ def localize_run(
     )
     if selection.boxes.empty:
         raise InputError(_nothing_to_score(selection, images, splits, split))
-    prepare_out_dir(out, overwrite=overwrite)
+    check_out_dir(out, overwrite=overwrite)
     explainer = Explainer(predictor, method)
     try:
         scored = score_boxes(explainer, selection.boxes, index, map_threshold=map_threshold, progress=progress)
@@ -154,7 +155,8 @@ def localize_run(
                "split": split if splits is not None else None, "method": method, "map_threshold": map_threshold,
                "bootstrap": n_boot, "seed": seed}  # fmt: skip
     config = _config(predictor, options, counts, selection.missing_images)
-    _write(out, scored, table, config, unreadable, box_labels, index)
+    with replaced_dir(out) as staged:  # an earlier --out is replaced only by a complete new one
+        _write(staged, scored, table, config, unreadable, box_labels, index)
     return LocalizeResult(
         boxes=scored.boxes,
         table=table,
