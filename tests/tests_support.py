@@ -88,3 +88,26 @@ def make_eval(
     metrics = metrics_table(labels, y, probs, n_boot=40, seed=0)
     write_evaluation(path, images=images, labels=labels, probs=probs, targets=y, metrics=metrics, config={"seed": seed})
     return path
+
+
+def make_localization(path: Path, hits: dict[str, list[int]], *, first_image: int = 0) -> Path:
+    """A localization directory whose boxes (one per image) have the given pointing hits per label, with the
+    localization.csv `localize` would write for them (a 50-resample bootstrap)."""
+    import numpy as np
+    import pandas as pd
+
+    from cxrtool.explain.loc_dir import BOX_COLUMNS
+    from cxrtool.explain.scoring import localization_table
+
+    rows = []
+    for label, values in hits.items():
+        for i, hit in enumerate(values):
+            image = f"{first_image + i:08d}_{label}.png"
+            rows.append({"image": image, "label": label, "x": 10.5, "y": 20.25, "w": 30, "h": 40, "pred_x": np.nan,
+                         "pred_y": np.nan, "pred_w": np.nan, "pred_h": np.nan, "iou": 0.0, "iobb": 0.0,
+                         "pointing_hit": hit, "probability": 0.5})  # fmt: skip
+    boxes = pd.DataFrame(rows, columns=list(BOX_COLUMNS))
+    path.mkdir(parents=True)
+    boxes.to_csv(path / "boxes.csv", index=False)
+    localization_table(boxes, list(hits), n_boot=50, seed=0).to_csv(path / "localization.csv", index=False)
+    return path

@@ -119,7 +119,16 @@ def _root(
 
 
 # Registering the commands: this order is the order `cxrtool --help` lists them in (pipeline order).
-COMMAND_MODULES = ("data_cmds", "train_cmds", "codec_cmds", "eval_cmds", "compare_cmd", "report_cmd", "info_cmd")
+COMMAND_MODULES = (
+    "data_cmds",
+    "train_cmds",
+    "codec_cmds",
+    "eval_cmds",
+    "explain_cmds",
+    "compare_cmd",
+    "report_cmd",
+    "info_cmd",
+)
 for _module in COMMAND_MODULES:
     importlib.import_module(f"cxrtool.cli.{_module}")
 
