@@ -43,7 +43,7 @@ from cxrtool.explain.figures import draw_overlay
 from cxrtool.explain.geometry import peak
 from cxrtool.explain.maps import Explainer
 from cxrtool.models.checkpoint_info import CheckpointInfo
-from cxrtool.models.checkpoints import build_model
+from cxrtool.models.registry import create_model
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_IMAGE = REPO / ".." / "shared" / "nih-cxr14" / "images" / "00026911_000.png"
@@ -60,7 +60,7 @@ def timed(fn: Callable[[], object]) -> tuple[float, float]:
 def bench_kind(kind: str, img, rounds: int, library: bool, out: Path) -> None:  # type: ignore[no-untyped-def]
     torch.manual_seed(0)
     crop = CROPS[kind]
-    model = build_model(kind).eval()
+    model = create_model(kind).eval()
     info = CheckpointInfo(path=Path("random"), kind=kind, labels=LABELS, input={"crop": crop}, version="bench")
     x = classifier_eval(crop=crop)(img, torch.Generator())[None]
 
@@ -69,7 +69,7 @@ def bench_kind(kind: str, img, rounds: int, library: bool, out: Path) -> None:  
             model(x)
 
     # A separate copy for the engine, which freezes the weights it owns.
-    explain_model = build_model(kind).eval()
+    explain_model = create_model(kind).eval()
     explain_model.load_state_dict(model.state_dict())
     explainer = Explainer(Predictor(explain_model, info, torch.device("cpu")))
     results: dict[str, object] = {}
@@ -91,7 +91,7 @@ def bench_kind(kind: str, img, rounds: int, library: bool, out: Path) -> None:  
 
         from cxrtool.explain.cam import LogitsOnly, target_layer
 
-        lib_model = build_model(kind).eval()
+        lib_model = create_model(kind).eval()
         lib_model.load_state_dict(model.state_dict())
         cam = GradCAM(model=LogitsOnly(lib_model), target_layers=[target_layer(lib_model)])
         targets = [ClassifierOutputTarget(j) for j in LABELS_EXPLAINED]

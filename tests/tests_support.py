@@ -111,3 +111,37 @@ def make_localization(path: Path, hits: dict[str, list[int]], *, first_image: in
     boxes.to_csv(path / "boxes.csv", index=False)
     localization_table(boxes, list(hits), n_boot=50, seed=0).to_csv(path / "localization.csv", index=False)
     return path
+
+
+def train(kind: str, options, run: Path, **kwargs):
+    """`cxrtool.training.stages.train` from a kind and a flat options dict (the helpers above), as config.json
+    records them, or from a TrainConfig (what `merge_resume` returns)."""
+    from cxrtool.config.training import TrainConfig
+    from cxrtool.training import stages
+
+    config = options if isinstance(options, TrainConfig) else TrainConfig.from_options(kind, options)
+    return stages.train(config, run, **kwargs)
+
+
+def merge_resume(run: Path, given: dict, kind: str | None = None):
+    """The configuration a resumed run continues with (`stages.resume_config`)."""
+    from cxrtool.training.stages import resume_config
+
+    return resume_config(run, given, kind)
+
+
+def build_stage(kind: str, options: dict, *, resume: bool = False, rank: int = 0):
+    """One stage's datasets, model and task, as `train` builds them."""
+    from cxrtool.config.training import TrainConfig
+    from cxrtool.training.stages import BUILDERS
+
+    return BUILDERS[kind](TrainConfig.from_options(kind, options), resume, rank)
+
+
+def joint_start(options: dict):
+    """The joint model stage 3 starts from, for these (flat) options."""
+    from cxrtool.config.fields import from_flat
+    from cxrtool.config.training import JointConfig
+    from cxrtool.training.joint_init import build_joint
+
+    return build_joint(from_flat(JointConfig, options))[0]

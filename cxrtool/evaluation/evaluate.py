@@ -175,7 +175,7 @@ def evaluate_images(
     from cxrtool.data.splits import read_splits
     from cxrtool.errors import InputError
     from cxrtool.evaluation.inference import load_predictor, predict_paths
-    from cxrtool.training.distributed import pick_device
+    from cxrtool.runtime.device import pick_device
 
     started = time.perf_counter()
     predictor = load_predictor(ckpt, pick_device(device))
@@ -222,7 +222,7 @@ def evaluate_latents(
     from cxrtool.errors import InputError
     from cxrtool.evaluation.inference import load_predictor
     from cxrtool.log import a
-    from cxrtool.training.distributed import pick_device
+    from cxrtool.runtime.device import pick_device
 
     started = time.perf_counter()
     predictor = load_predictor(ckpt, pick_device(device))

@@ -81,7 +81,7 @@ def explain_files(
     from cxrtool.evaluation.inference import load_predictor
     from cxrtool.evaluation.predict import collect_images
     from cxrtool.explain.cam import check_method
-    from cxrtool.training.distributed import pick_device
+    from cxrtool.runtime.device import pick_device
 
     check_method(method)
     predictor = load_predictor(ckpt, pick_device(device))

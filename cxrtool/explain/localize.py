@@ -118,7 +118,7 @@ def localize_run(
     from cxrtool.explain.boxes import read_bbox_list
     from cxrtool.explain.cam import check_method
     from cxrtool.explain.maps import Explainer
-    from cxrtool.training.distributed import pick_device
+    from cxrtool.runtime.device import pick_device
 
     started = time.perf_counter()
     if not 0.0 < map_threshold <= 1.0:

@@ -27,7 +27,8 @@ def ckpts(tmp_path_factory) -> dict[str, str]:
     """Random-weight models saved as training writes them: explanation mechanics do not need skill."""
     import torch
 
-    from cxrtool.models.checkpoints import build_model, save_model
+    from cxrtool.models.checkpoints import save_model
+    from cxrtool.models.registry import create_model
 
     root = tmp_path_factory.mktemp("ckpts")
     specs = {
@@ -38,7 +39,7 @@ def ckpts(tmp_path_factory) -> dict[str, str]:
     out = {}
     for seed, (name, (kind, spec)) in enumerate(specs.items()):
         torch.manual_seed(seed)
-        save_model(root / f"{name}.safetensors", build_model(kind).eval(), kind=kind, labels=LABELS, input_spec=spec,
+        save_model(root / f"{name}.safetensors", create_model(kind).eval(), kind=kind, labels=LABELS, input_spec=spec,
                    config={})  # fmt: skip
         out[name] = str(root / f"{name}.safetensors")
     return out
