@@ -95,6 +95,8 @@ class FastEncoder:
             # Folded in float64, then rounded once to float32.
             # [w1 | b1]·log₂e against the patches with their row of ones; the matvec weights [w2·ln 2 | α·w2].
             self._w1b = (torch.cat([w1.reshape(c, -1), b1.reshape(c, 1)], 1) * LOG2E).float()
+            # For 8-bit input the 1/255 of x = pixels/255 goes into the weights: no float copy of the image is made.
+            self._w1b_u8 = (torch.cat([w1.reshape(c, -1) / 255.0, b1.reshape(c, 1)], 1) * LOG2E).float()
             self._g = torch.cat([w2 / LOG2E, w2 * alpha], 1).float()
             self._bias = (b2.reshape(1) - alpha * w2.sum()).float().reshape(1, 1)
             self._plain = nn.Sequential(
@@ -111,10 +113,11 @@ class FastEncoder:
     @torch.inference_mode()
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         _check_input(x)
+        if x.dtype not in (torch.float32, torch.uint8):
+            raise ValueError(f"FastEncoder takes float32 or uint8 (read as x/255) images, not {x.dtype}")
         if x.device.type != "cpu":
-            return self._plain.to(x.device)(x)
-        if x.dtype != torch.float32:
-            raise ValueError(f"FastEncoder computes in float32; convert the input (it is {x.dtype}) with x.float()")
+            return self._plain.to(x.device)(x if x.is_floating_point() else x.float() / 255.0)
+        weights = self._w1b if x.is_floating_point() else self._w1b_u8
         n, _, height, width = x.shape
         h, w = height // _SCALE, width // _SCALE
         rows = self._slab_rows(h, w)
@@ -123,7 +126,7 @@ class FastEncoder:
         for i in range(n):
             for r in range(0, h, rows):
                 e = min(h, r + rows)
-                self._slab(x[i, 0], r, e, patches, maps, out[i, :, r * w : e * w])
+                self._slab(x[i, 0], weights, r, e, patches, maps, out[i, :, r * w : e * w])
         return out.view(n, 1, h, w)
 
     def _slab_rows(self, h: int, w: int) -> int:
@@ -142,13 +145,20 @@ class FastEncoder:
         return self._cache
 
     def _slab(
-        self, x: torch.Tensor, r: int, e: int, patches: torch.Tensor, maps: torch.Tensor, z: torch.Tensor
+        self,
+        x: torch.Tensor,
+        weights: torch.Tensor,
+        r: int,
+        e: int,
+        patches: torch.Tensor,
+        maps: torch.Tensor,
+        z: torch.Tensor,
     ) -> None:
         """Latent rows [r, e) of one H×W image into z (1, (e−r)·W/4)."""
         pixels = z.shape[1]
         _im2col(x, r, e, patches[:-1, :pixels])
         y, neg = maps[: self.channels, :pixels], maps[self.channels :, :pixels]
-        torch.mm(self._w1b, patches[:, :pixels], out=y)  # y·log₂e, bias included
+        torch.mm(weights, patches[:, :pixels], out=y)  # y·log₂e, bias included
         torch.clamp_max(y, 0.0, out=neg).exp2_()  # exp(min(y, 0))
         y.clamp_min_(0.0)  # max(y, 0)·log₂e
         torch.addmm(self._bias, self._g, maps[:, :pixels], out=z)
