@@ -14,9 +14,10 @@ the sample). Then, interleaved `--repeats` times on the same files:
   each `--workers` count, for how it scales.
 
 Rates are files over wall time, process-pool or worker start-up included in both (imports excluded); the ratio is
-compress over decode-only within each round, reported as the median and the range over rounds. `--ckpt` defaults to
-a box-initialised autoencoder (4×4 box averages: latents like a trained model's, smooth); pass a trained run for the
-real thing. Also printed:
+compress over decode-only within each round, reported as the median and the range over rounds, beside the CPU time
+per image of all the run's processes (and of the main process alone). `--ckpt` defaults to a stand-in autoencoder
+whose 32 channels all compute the 4×4 box average (latents as smooth as a trained model's, every channel busy); pass
+a trained run for the real thing. Also printed:
 
 * `--per-image`: the cost of each step for one image on one core (decode, encode, each coding) and the bits per
   original pixel of each coding's payload, medians over the real images;
@@ -30,8 +31,10 @@ The machine's load average is printed before and after, since the dev machine is
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing as mp
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -39,8 +42,9 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -56,6 +60,22 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_IMAGES = REPO / ".." / "shared" / "nih-cxr14" / "images"
 
 
+def stand_in_checkpoint(path: Path) -> Path:
+    """An autoencoder whose latent is the 4×4 box average (as the box init's, smooth like a trained model's) computed
+    through all 32 channels (each the box average, weighted 1/32), so that no channel is idle: FastEncoder's cost
+    does not depend on the weights, but a trained model's latents are smooth, which PNG coding depends on."""
+    model = AutoEncoder(init="box")
+    conv1, conv2 = model.encoder[0], model.encoder[2]
+    with torch.no_grad():
+        conv1.weight.zero_()
+        conv1.weight[:, 0, 1:5, 1:5] = 1.0 / 16.0
+        conv1.bias.zero_()
+        conv2.weight.fill_(1.0 / conv1.out_channels)
+        conv2.bias.zero_()
+    save_model(path, model, kind="autoencoder", labels=(), input_spec={}, config={})
+    return path
+
+
 def load() -> str:
     return "/".join(f"{v:.2f}" for v in os.getloadavg())
 
@@ -64,21 +84,44 @@ def _decode(path: str) -> int:
     return open_image(Path(path)).width
 
 
-def decode_only(paths: Sequence[Path], processes: int) -> float:
-    """Images/s of decoding every file in `processes` forked processes (pool start-up included)."""
-    start = time.perf_counter()
-    with mp.get_context("fork").Pool(processes) as pool:
-        for _ in pool.imap_unordered(_decode, [str(p) for p in paths], chunksize=8):
-            pass
-    return len(paths) / (time.perf_counter() - start)
+class Run(NamedTuple):
+    rate: float  # images/s over the wall time
+    cpu_ms: float  # CPU ms per image, every process of the run (this one and its children)
+    main_ms: float  # CPU ms per image in this process alone
 
 
-def compress_rate(images: Path, out: Path, ckpt: Path, workers: int | None) -> tuple[float, float]:
-    """(images/s over the call's wall time, bits per pixel) of `compress_folder` with its defaults."""
+def cpu_seconds() -> tuple[float, float]:
+    """(this process, its reaped children): user + system CPU seconds."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime
+
+
+def timed(n: int, work: Callable[[], object]) -> Run:
+    (own, children), start = cpu_seconds(), time.perf_counter()
+    work()
+    wall, (own_end, children_end) = time.perf_counter() - start, cpu_seconds()
+    main = own_end - own
+    return Run(n / wall, 1e3 * (main + children_end - children) / n, 1e3 * main / n)
+
+
+def decode_only(paths: Sequence[Path], processes: int) -> Run:
+    """Decoding every file in `processes` forked processes (pool start-up included)."""
+
+    def work() -> None:
+        with mp.get_context("fork").Pool(processes) as pool:
+            for _ in pool.imap_unordered(_decode, [str(p) for p in paths], chunksize=8):
+                pass
+            pool.close()
+            pool.join()  # so that the workers' CPU time is counted
+
+    return timed(len(paths), work)
+
+
+def compress_run(images: Path, out: Path, ckpt: Path, workers: int | None) -> Run:
+    """`compress_folder` with its defaults (and `workers` if given) on a fresh OUT_DIR."""
     shutil.rmtree(out, ignore_errors=True)
-    start = time.perf_counter()
-    report = compress_folder(images, out, CompressOptions(ckpt=ckpt, workers=workers))
-    return report.summary["encoded"] / (time.perf_counter() - start), report.summary["bits_per_pixel"]
+    n = sum(1 for _ in images.iterdir())
+    return timed(n, lambda: compress_folder(images, out, CompressOptions(ckpt=ckpt, workers=workers)))
 
 
 def per_image(paths: Sequence[Path], ckpt: Path) -> None:
@@ -198,8 +241,7 @@ def main() -> None:
         tmp_path = Path(tmp)
         ckpt = args.ckpt
         if ckpt is None:
-            ckpt = tmp_path / "ae.safetensors"
-            save_model(ckpt, AutoEncoder(init="box"), kind="autoencoder", labels=(), input_spec={}, config={})
+            ckpt = stand_in_checkpoint(tmp_path / "ae.safetensors")
         if args.per_image:
             per_image(paths, ckpt)
         images = tmp_path / "in"
@@ -207,22 +249,27 @@ def main() -> None:
         files = sorted(images.iterdir())
         counts = [int(w) for w in args.workers.split(",") if w.strip()]
         variants = ["decode-only", "compress", *[f"compress --workers {w}" for w in counts]]
-        rates: dict[str, list[float]] = {v: [] for v in variants}
-        bpp = 0.0
+        runs: dict[str, list[Run]] = {v: [] for v in variants}
         for _ in range(args.repeats):
-            rates["decode-only"].append(decode_only(files, cores))
-            rates["compress"].append(compress_rate(images, tmp_path / "out", ckpt, None)[0])
+            runs["decode-only"].append(decode_only(files, cores))
+            runs["compress"].append(compress_run(images, tmp_path / "out", ckpt, None))
             for w in counts:
-                rates[f"compress --workers {w}"].append(compress_rate(images, tmp_path / "out", ckpt, w)[0])
-        bpp = compress_rate(images, tmp_path / "out", ckpt, None)[1]
+                runs[f"compress --workers {w}"].append(compress_run(images, tmp_path / "out", ckpt, w))
+        summary = json.loads((tmp_path / "out" / "summary.json").read_text())
         print(f"\n{len(files)} files ({args.copies} × {len(paths)}), {args.repeats} interleaved rounds, load {load()}")
-        print(f"  {'variant':24s} {'img/s':>7s}  ratio to decode-only: median (range)   rounds")
-        for name, values in rates.items():
-            ratios = [v / d for v, d in zip(values, rates["decode-only"])]
-            each = "/".join(f"{v:.1f}" for v in values)
-            spread = f"{statistics.median(ratios):.2f} ({min(ratios):.2f}–{max(ratios):.2f})"
-            print(f"  {name:24s} {statistics.median(values):7.1f}  {spread:35s}  {each}")
-        print(f"  compress's store: {bpp:.4f} bits per original pixel (bytes on disk)")
+        print(f"  {'variant':24s} {'img/s':>6s}  ratio: median (range)  CPU ms/img (main)  img/s each round")
+        for name, values in runs.items():
+            ratios = [v.rate / d.rate for v, d in zip(values, runs["decode-only"])]
+            spread = f"{statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})"
+            cpu_ms, main_ms = (statistics.median(getattr(v, k) for v in values) for k in ("cpu_ms", "main_ms"))
+            cpu = f"{cpu_ms:5.1f} ({main_ms:.1f})"
+            each = "/".join(f"{v.rate:.1f}" for v in values)
+            print(f"  {name:24s} {statistics.median(v.rate for v in values):6.1f}  {spread:21s}  {cpu:17s}  {each}")
+        decode_cpu = statistics.median(v.cpu_ms for v in runs["decode-only"])
+        compress_cpu = statistics.median(v.cpu_ms for v in runs["compress"])
+        print(f"  CPU time per image, decode-only over compress: {decode_cpu / compress_cpu:.2f} (the ratio an idle")
+        print("  machine would give if every core were busy all along; less sensitive to other jobs than wall time)")
+        print(f"  compress's store: {summary['bits_per_pixel']:.4f} bits per original pixel (bytes on disk)")
         copies = [int(c) for c in args.rss.split(",") if c.strip()]
         if copies:
             print("\n`cxrtool compress` with its defaults (the whole command: interpreter start and imports included):")

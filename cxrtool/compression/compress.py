@@ -21,9 +21,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import os
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -31,7 +35,6 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
 
 from cxrtool.artifacts import write_json
 from cxrtool.compression import store as fmt
@@ -40,7 +43,7 @@ from cxrtool.compression.fast_encoder import FastEncoder
 from cxrtool.compression.latent_format import LatentCodingError, LatentFormat
 from cxrtool.data.images import IMAGE_SUFFIXES, ImageReadError, image_header, list_image_files, open_image, to_unit
 from cxrtool.data.transforms import resize
-from cxrtool.errors import InputError, Interrupted
+from cxrtool.errors import InputError, Interrupted, RunFailure
 from cxrtool.log import warn
 from cxrtool.models.autoencoder import SCALE, make_decoder, make_encoder
 from cxrtool.models.checkpoints import encoder_identity, load_parts, read_info
@@ -245,7 +248,7 @@ class Encoded(NamedTuple):
     error: str | None
 
 
-class _EncodedImages(Dataset):
+class _EncodedImages:
     """Each image read, encoded and coded where it is read: in a worker process, which builds its own encoder on
     first use (FastEncoder keeps work buffers), or in this process with --workers 0."""
 
@@ -273,10 +276,6 @@ class _EncodedImages(Dataset):
         return Encoded(item.rel, 0, 0, "", 0, (0, 0), b"", 0, error)
 
 
-def _keep(item: Encoded) -> Encoded:
-    return item
-
-
 def latent_fn(codec: Codec, form: LatentFormat) -> Callable[[torch.Tensor], tuple[bytes, tuple[int, int], int]]:
     """x → (the latent as stored, its H×W, count of values outside [0, 1]); a joint model's latent is clamped by the
     model. Run it with one intra-op thread (as the workers and `compress_folder` do)."""
@@ -293,6 +292,48 @@ def latent_fn(codec: Codec, form: LatentFormat) -> Callable[[torch.Tensor], tupl
     return encode
 
 
+_images: _EncodedImages | None = None  # in a worker process: the images it encodes
+CHUNK = 4  # images per task: few enough to keep the order cheap, enough to make a task's overhead negligible
+
+
+def _start_worker(images: _EncodedImages) -> None:
+    ignore_in_worker(0)  # signals are the main process's; one intra-op thread, as in the main process
+    global _images
+    _images = images
+
+
+def _encode_chunk(start: int) -> list[Encoded]:
+    assert _images is not None, "_start_worker runs first"
+    return [_images[i] for i in range(start, min(start + CHUNK, len(_images)))]
+
+
+def _in_order(images: _EncodedImages, workers: int) -> Iterator[Encoded]:
+    """Every image, encoded, in order: here (`workers` 0), or by worker processes taking CHUNK images at a time,
+    at most 4 chunks per worker in flight (memory stays flat). A plain process pool rather than a DataLoader, whose
+    per-item bookkeeping cost the main process ~0.5 ms an image; a worker that dies (killed for memory) fails the
+    run instead of hanging it."""
+    if workers == 0:
+        yield from (images[i] for i in range(len(images)))
+        return
+    starts = iter(range(0, len(images), CHUNK))
+    pending: deque[Future[list[Encoded]]] = deque()
+    pool = ProcessPoolExecutor(workers, initializer=_start_worker, initargs=(images,))
+    try:
+        pending.extend(pool.submit(_encode_chunk, start) for start in itertools.islice(starts, 4 * workers))
+        while pending:
+            try:
+                chunk = pending.popleft().result()
+            except BrokenProcessPool:
+                raise RunFailure(
+                    "a worker process of `compress` died (out of memory?); the finished shards are kept: run the "
+                    "same command again, with fewer --workers if memory is short"
+                ) from None
+            pending.extend(pool.submit(_encode_chunk, start) for start in itertools.islice(starts, 1))
+            yield from chunk
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # the running chunks finish (a fraction of a second)
+
+
 def _encode_shards(
     in_dir: Path,
     out: Path,
@@ -307,18 +348,9 @@ def _encode_shards(
 ) -> Iterator[fmt.ShardInfo]:
     """Encode the shards in `todo`, yielding each one's info once it is on disk."""
     form = LatentFormat.parse(settings["dtype"])
-    dataset = _EncodedImages(in_dir, [rel for k in todo for rel in plan.members(k)], settings["size"], codec, form)
-    workers = min(workers, len(dataset))
-    loader = DataLoader(
-        dataset,
-        batch_size=None,
-        collate_fn=_keep,
-        num_workers=workers,
-        worker_init_fn=ignore_in_worker,
-        prefetch_factor=8 if workers else None,  # coded latents are small: a deeper queue evens out slow files
-    )
-    items = iter(loader)
-    try:
+    images = _EncodedImages(in_dir, [rel for k in todo for rel in plan.members(k)], settings["size"], codec, form)
+    items = _in_order(images, min(workers, -(-len(images) // CHUNK)))
+    with contextlib.closing(items):  # on any exit, the workers stop before this returns
         for k in todo:
             records, errors, outside = [], [], 0
             with write.ShardWriter(out / fmt.shard_name(k), form) as writer:
@@ -339,8 +371,6 @@ def _encode_shards(
                         progress(1)
                 writer.finish(write.shard_metadata(settings, k, records, errors, outside))
             yield fmt.read_shard(out / fmt.shard_name(k))
-    finally:
-        del items  # shuts the workers down now, on success or failure alone
 
 
 def compress_folder(

@@ -1,5 +1,6 @@
 import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from cxrtool.compression.decompress import decompress_store, rec_names
 from cxrtool.compression.merge import merge_parts
 from cxrtool.data.images import load_gray
 from cxrtool.data.transforms import resize
-from cxrtool.errors import InputError, Interrupted
+from cxrtool.errors import InputError, Interrupted, RunFailure
 from cxrtool.models.autoencoder import AutoEncoder
 from cxrtool.models.checkpoints import save_model
 
@@ -383,3 +384,30 @@ def test_info_describes_a_coded_store(images: Path, ae: Path, tmp_path: Path) ->
     info = describe(tmp_path / "s")
     assert info["artifact"] == "latent store" and info["dtype"] == "uint8+webp" and info["shards"] == 3
     assert info["bits_per_pixel"] == summary["bits_per_pixel"] < 8 * 1.0  # tiny images: headers weigh a lot
+
+
+def test_real_radiographs_take_at_most_0_3_bits_per_pixel_coded(real_data: Path, tmp_path: Path) -> None:
+    """The issue's budget on real 1024² radiographs: the default (PNG-coded) store of box-initialised latents (4×4
+    averages, as smooth as a trained model's), bytes on disk, headers included."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for path in sorted((real_data / "images").glob("*.png"))[:8]:
+        shutil.copyfile(path, folder / path.name)
+    summary = compress(folder, tmp_path / "s", save_ae(tmp_path / "ae.safetensors"), shard_size=1024).summary
+    assert summary["encoded"] == 8 and summary["dtype"] == "uint8+png"
+    assert summary["bits_per_pixel"] <= 0.30, summary["bits_per_pixel"]  # 0.50 raw
+
+
+def _die(start: int) -> None:
+    os._exit(1)  # as the kernel's OOM killer would end a worker
+
+
+def test_a_worker_that_dies_fails_the_run_without_a_partial_shard(
+    images: Path, ae: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cxrtool.compression import compress as compress_module
+
+    monkeypatch.setattr(compress_module, "_encode_chunk", _die)
+    with pytest.raises(RunFailure, match=r"worker process.*died"):
+        compress(images, tmp_path / "s", ae, workers=2)
+    assert not list((tmp_path / "s").glob("*latents-*"))  # no shard, no temporary left
