@@ -398,7 +398,7 @@ def test_real_radiographs_take_at_most_0_3_bits_per_pixel_coded(real_data: Path,
     assert summary["bits_per_pixel"] <= 0.30, summary["bits_per_pixel"]  # 0.50 raw
 
 
-def _die(start: int) -> None:
+def _die(indices: range) -> None:
     os._exit(1)  # as the kernel's OOM killer would end a worker
 
 
