@@ -282,12 +282,17 @@ def latent_fn(codec: Codec, form: LatentFormat) -> Callable[[torch.Tensor], tupl
     model. Run it with one intra-op thread (as the workers and `compress_folder` do)."""
     fast = FastEncoder(codec.module("encoder"))
     clamp = codec.kind == "joint"
+    scratch = np.empty(0, np.float32)  # quantise's, kept between images of one size
 
     def encode(x: torch.Tensor) -> tuple[bytes, tuple[int, int], int]:
-        z = fast(x)[0, 0]
-        z = z.clamp(0.0, 1.0) if clamp else z
-        outside = int(((z < 0) | (z > 1)).sum())
-        values = form.quantise(z.numpy())
+        nonlocal scratch
+        z = fast(x)[0, 0].numpy()
+        if clamp:
+            np.clip(z, 0.0, 1.0, out=z)
+        outside = int(np.count_nonzero((z < 0) | (z > 1)))
+        if scratch.shape != z.shape:
+            scratch = np.empty_like(z)
+        values = form.quantise(z, scratch=scratch)
         return form.pack(values), (int(values.shape[0]), int(values.shape[1])), outside
 
     return encode
