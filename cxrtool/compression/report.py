@@ -323,9 +323,9 @@ def plot_rate_distortion(table: pd.DataFrame, path: Path) -> list[str]:
         finite = ae[keep]
         ax.plot(finite["bpp"], finite[metric], "-", color="C3", lw=0.8, alpha=0.6)
         ax.plot(finite["bpp"], finite[metric], "*", color="C3", ms=13, label="autoencoder", ls="none")
-        for row in finite.itertuples():
-            ax.annotate(row.setting, (row.bpp, getattr(row, metric)), textcoords="offset points", xytext=(6, -10),
-                        fontsize=7, color="C3")  # fmt: skip
+        for k, row in enumerate(finite.itertuples()):  # neighbours (png, webp) labelled below and above in turn
+            ax.annotate(row.setting, (row.bpp, getattr(row, metric)), textcoords="offset points",
+                        xytext=(-4, -13 if k % 2 else 8), fontsize=7, color="C3")  # fmt: skip
         for i, row in enumerate(others.itertuples()):
             value = getattr(row, metric)
             if not math.isfinite(value):
@@ -333,10 +333,11 @@ def plot_rate_distortion(table: pd.DataFrame, path: Path) -> list[str]:
                 continue
             ax.plot(row.bpp, value, "o", color=f"C{i if i < 3 else i + 1}", ms=7, label=row.method)  # C3: ae
             ax.annotate(row.method, (row.bpp, value), textcoords="offset points", xytext=(6, 4), fontsize=7)
+        ax.set_xlim(0, 1.1 * float(table["bpp"].max()) if len(table) else 1)  # room for the labels
         ax.set_xlabel("bits per pixel")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7, loc="lower right")
+    axes[0].legend(fontsize=7, loc="upper right")
     images = int(table["images"].iloc[0]) if len(table) else 0
     fig.suptitle(f"Rate and distortion on {images} image(s)", fontsize=10)
     fig.tight_layout()
