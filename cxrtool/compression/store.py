@@ -210,18 +210,20 @@ class Store:
     def iter_latents(self) -> Iterator[tuple[str, np.ndarray]]:
         """(key, float32 latent) for every image, in manifest order, one shard open at a time."""
         for shard, rows in self.manifest.groupby("shard", sort=False):
-            for key, values in self._shard_values(shard, list(rows["key"])).items():
+            for key, values in self._shard_values(shard, list(rows["key"])):
                 yield key, LatentFormat.to_float(values)
 
-    def _shard_values(self, shard: str, keys: Sequence[str]) -> dict[str, np.ndarray]:
+    def _shard_values(self, shard: str, keys: Sequence[str]) -> Iterator[tuple[str, np.ndarray]]:
+        """(key, stored values) one at a time, the shard open meanwhile (memory: one latent)."""
         from safetensors import safe_open
 
         fmt, path = self.format, self.root / shard
         with safe_open(str(path), framework="np") as f:
-            try:
-                return {key: fmt.unpack(f.get_tensor(key), self.shape_of[key]) for key in keys}
-            except InputError as e:
-                raise InputError(f"{path}: {e}; the shard is damaged: compress again") from None
+            for key in keys:
+                try:
+                    yield key, fmt.unpack(f.get_tensor(key), self.shape_of[key])
+                except InputError as e:
+                    raise InputError(f"{path}: {e}; the shard is damaged: compress again") from None
 
 
 def open_store(path: Path, *, flag: str = "--latents") -> Store:
