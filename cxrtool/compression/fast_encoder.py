@@ -28,9 +28,10 @@ No padded copy of the input is made: taps left of column 0 are never written (th
 are zeroed, while the windows never pass the bottom or right edge when H and W are multiples of 4. Everything is
 float32; outputs match `encoder(x)` to ~3e-7 (~3e-6 with weights ×4; the issue asks for 1e-5).
 
-The slabs suit ONE intra-op thread, which is how `compress` should run it (workers decode, the main process
-encodes). With more threads every step is a fork/join of the pool, which a busy machine makes costly, so each
-image is then one slab. `benchmarks/bench_encoder.py` measures both, alone and behind a decoding DataLoader.
+The slabs suit ONE intra-op thread, which is how `compress` runs it (each worker process decodes and encodes its
+own images on one thread). With more threads every step is a fork/join of the pool, which a busy machine makes
+costly, so each image is then one slab. `benchmarks/bench_encoder.py` measures both, alone and behind a decoding
+DataLoader; on the 2-core dev machine, quiet, a 1024² image takes ~5.5 ms here against ~13.5 ms to decode its PNG.
 """
 
 from __future__ import annotations
