@@ -25,7 +25,7 @@ import itertools
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
@@ -266,6 +266,7 @@ class _EncodedImages:
         if error is None:
             if self._encode is None:
                 self._encode = latent_fn(self.codec, self.form)
+            assert item.x is not None, "an Item without an error has its pixels"
             try:
                 data, shape, outside = self._encode(item.x)
             except LatentCodingError as e:
@@ -313,7 +314,7 @@ def _encode_chunk(indices: range) -> list[Encoded]:
     return [_images[i] for i in indices]
 
 
-def _in_order(images: _EncodedImages, workers: int) -> Iterator[Encoded]:
+def _in_order(images: _EncodedImages, workers: int) -> Generator[Encoded, None, None]:
     """Every image, encoded, in order: here (`workers` 0), or by worker processes taking chunks of up to MAX_CHUNK
     images, at most 4 chunks per worker in flight (memory stays flat). A plain process pool rather than a
     DataLoader, whose per-item bookkeeping cost the main process ~0.5 ms an image; a worker that dies (killed for
@@ -353,7 +354,7 @@ def _encode_shards(
     workers: int,
     strict: bool,
     progress: Progress | None,
-) -> Iterator[fmt.ShardInfo]:
+) -> Generator[fmt.ShardInfo, None, None]:
     """Encode the shards in `todo`, yielding each one's info once it is on disk."""
     form = LatentFormat.parse(settings["dtype"])
     images = _EncodedImages(in_dir, [rel for k in todo for rel in plan.members(k)], settings["size"], codec, form)
@@ -401,7 +402,7 @@ def compress_folder(
     plan = Plan(list_image_files(in_dir), options.shard_size, options.part)
     if not plan.rel_paths:
         raise InputError(f"IN_DIR {in_dir} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-    settings = {"encoder_sha256": codec.identity, "dtype": options.format.name, "size": options.size}
+    settings: dict[str, Any] = {"encoder_sha256": codec.identity, "dtype": options.format.name, "size": options.size}
     settings["shard_size"] = options.shard_size
     prepare_out_dir(in_dir, out, settings, options.part, overwrite=options.overwrite)
     fields = _fields(in_dir, out, plan, codec, options)

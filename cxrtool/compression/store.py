@@ -120,7 +120,7 @@ def read_shard(path: Path) -> ShardInfo:
             "shard_size": int(meta["cxrtool.shard_size"]),
         }
         images = json.loads(meta["cxrtool.images"])
-        coded = LatentFormat.parse(settings["dtype"]).coded
+        coded = LatentFormat.parse(str(settings["dtype"])).coded
         # A coded latent's tensor is its file's bytes; its H×W is kept beside the records.
         shapes = json.loads(meta["cxrtool.latent_shapes"]) if coded else [tensors[i[0]]["shape"] for i in images]
         if len(shapes) != len(images):
