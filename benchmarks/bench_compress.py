@@ -54,7 +54,7 @@ from cxrtool.compression.latent_format import LatentFormat
 from cxrtool.data.images import IMAGE_SUFFIXES, open_image
 from cxrtool.models.autoencoder import AutoEncoder
 from cxrtool.models.checkpoints import save_model
-from cxrtool.parallel import cpu_cores
+from cxrtool.runtime.workers import cpu_cores
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_IMAGES = REPO / ".." / "shared" / "nih-cxr14" / "images"

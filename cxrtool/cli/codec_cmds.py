@@ -132,7 +132,7 @@ def decompress_cmd(
     Example:  cxrtool decompress latents reconstructed --ckpt runs/ae --format dicom
     """
     from cxrtool.compression.decompress import decompress_store
-    from cxrtool.parallel import default_workers
+    from cxrtool.runtime.workers import default_workers
 
     with progress("decompress", None) as advance:
         report = decompress_store(

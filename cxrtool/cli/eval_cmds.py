@@ -50,7 +50,7 @@ def evaluate_cmd(
     Example:  cxrtool evaluate --ckpt runs/d121 --splits splits.csv --images data --out evals/d121
     """
     from cxrtool.evaluation.evaluate import evaluate_images, evaluate_latents
-    from cxrtool.parallel import default_workers
+    from cxrtool.runtime.workers import default_workers
 
     use_dicom_window(dicom_window)
     if split not in ("train", "val", "test"):
@@ -114,7 +114,7 @@ def predict_cmd(
 
     from cxrtool.artifacts import ensure_new, write_csv
     from cxrtool.evaluation.predict import ERROR_COLUMNS, predict_files
-    from cxrtool.parallel import default_workers
+    from cxrtool.runtime.workers import default_workers
 
     use_dicom_window(dicom_window)
     errors_csv = out.parent / "errors.csv"

@@ -49,8 +49,8 @@ from cxrtool.errors import InputError, Interrupted, RunFailure
 from cxrtool.log import warn
 from cxrtool.models.autoencoder import SCALE, make_decoder, make_encoder
 from cxrtool.models.checkpoints import encoder_identity, load_parts, read_info
-from cxrtool.parallel import cpu_cores
-from cxrtool.training.signals import ignore_in_worker
+from cxrtool.runtime.signals import ignore_in_worker
+from cxrtool.runtime.workers import cpu_cores
 
 Progress = Callable[[int], None]
 

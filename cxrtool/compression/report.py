@@ -49,7 +49,7 @@ from cxrtool.compression.baselines import (
 from cxrtool.compression.latent_format import LatentFormat
 from cxrtool.data.images import IMAGE_SUFFIXES, ImageReadError, list_image_files, open_image, to_unit
 from cxrtool.errors import InputError, RunFailure
-from cxrtool.evaluation.quality import SSIM_WINDOW, psnr_8bit, ssim
+from cxrtool.stats.quality import SSIM_WINDOW, psnr_8bit, ssim
 
 COLUMNS = ("method", "setting", "bpp", "psnr", "ssim", "images")
 RESAMPLING = ("bicubic", "lanczos")

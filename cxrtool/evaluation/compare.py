@@ -23,8 +23,8 @@ import pandas as pd
 
 from cxrtool.errors import InputError
 from cxrtool.evaluation.eval_dir import MEAN, Evaluation
-from cxrtool.evaluation.metrics import delong_test, holm
 from cxrtool.evaluation.reference import label_key, reference_columns
+from cxrtool.stats.metrics import delong_test, holm
 
 # Names become parts of column names (`<name>_auc`, `p_<name>_vs_<first>`), so scripts can rely on them.
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")

@@ -28,7 +28,7 @@ def metrics_table(
     labels: tuple[str, ...], targets: np.ndarray, probs: np.ndarray, *, n_boot: int, seed: int
 ) -> pd.DataFrame:
     """One row per label, then Mean: AUC with a seeded bootstrap 95% interval, counts, AP, Youden's point."""
-    from cxrtool.evaluation.metrics import average_precision, bootstrap_auc, youden
+    from cxrtool.stats.metrics import average_precision, bootstrap_auc, youden
 
     boot = bootstrap_auc(targets, probs, n_boot=n_boot, seed=seed)
     ap = np.atleast_1d(average_precision(targets, probs))

@@ -23,7 +23,7 @@ from cxrtool.data.datasets import EpochSampler, ImageDataset
 from cxrtool.data.transforms import Transform, classifier_eval, resize, to_tensor
 from cxrtool.errors import InputError
 from cxrtool.models.checkpoints import CheckpointInfo, load_model
-from cxrtool.training.signals import ignore_in_worker
+from cxrtool.runtime.signals import ignore_in_worker
 
 TTA = ("none", "tencrop")
 

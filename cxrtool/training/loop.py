@@ -26,9 +26,9 @@ from cxrtool.data.datasets import EpochSampler
 from cxrtool.errors import Interrupted, RunFailure
 from cxrtool.log import warn
 from cxrtool.models.checkpoints import save_model
+from cxrtool.runtime.signals import StopRequest, ignore_in_worker
 from cxrtool.training import rng_state, run_dir
 from cxrtool.training.distributed import World, any_rank, barrier, gather_objects
-from cxrtool.training.signals import StopRequest, ignore_in_worker
 from cxrtool.training.tasks import Task
 
 HISTORY_HEAD = ["epoch", "lr", "seconds", "images_per_s", "train_loss", "val_loss"]

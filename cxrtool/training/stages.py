@@ -31,8 +31,8 @@ from cxrtool.data.splits import read_splits
 from cxrtool.data.transforms import classifier_eval, classifier_train, joint_train
 from cxrtool.errors import InputError
 from cxrtool.log import a, warn
-from cxrtool.parallel import default_workers
 from cxrtool.runtime.device import pick_device
+from cxrtool.runtime.workers import default_workers
 from cxrtool.training import run_dir
 from cxrtool.training.distributed import close_world, init_world
 from cxrtool.training.loop import Stage, Trainer

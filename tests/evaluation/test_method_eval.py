@@ -14,9 +14,9 @@ from cxrtool.evaluation.compare import compare_evaluations
 from cxrtool.evaluation.eval_dir import read_evaluation, write_evaluation
 from cxrtool.evaluation.evaluate import evaluate_images, metrics_table
 from cxrtool.evaluation.inference import load_predictor, predict_paths, tencrop_transform
-from cxrtool.evaluation.metrics import bootstrap_auc
 from cxrtool.models.checkpoints import save_model
 from cxrtool.models.classifier import Classifier
+from cxrtool.stats.metrics import bootstrap_auc
 
 
 @pytest.fixture(scope="module")
