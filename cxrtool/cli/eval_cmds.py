@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from cxrtool import layouts
 from cxrtool.cli.app import command
 from cxrtool.cli.options import Device, DicomWindow, Overwrite, Seed, Workers, use_dicom_window
 from cxrtool.cli.output import emit_frame, log, progress
@@ -117,11 +118,11 @@ def predict_cmd(
     from cxrtool.runtime.workers import default_workers
 
     use_dicom_window(dicom_window)
-    errors_csv = out.parent / "errors.csv"
+    errors_csv = out.parent / layouts.ERRORS
     if errors_csv == out:
-        raise InputError(f"--out {out}: errors.csv is where skipped images are listed; name the output otherwise")
+        raise InputError(f"--out {out}: {layouts.ERRORS} is where skipped images are listed; name the output otherwise")
     ensure_new(out, overwrite=overwrite)
-    ensure_new(errors_csv, overwrite=overwrite, flag="errors.csv beside --out")
+    ensure_new(errors_csv, overwrite=overwrite, flag=f"{layouts.ERRORS} beside --out")
     errors: list[tuple[str, str]] = []
     start = time.perf_counter()
     with progress("predict", None) as advance:

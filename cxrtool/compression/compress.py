@@ -186,7 +186,7 @@ def prepare_out_dir(
 def done_shards(out: Path, plan: Plan, settings: dict[str, Any]) -> dict[int, fmt.ShardInfo]:
     """The finished shards already in OUT_DIR, each checked against the settings and the current listing."""
     assigned, done = set(plan.assigned), {}
-    for path in sorted(out.glob("latents-*.safetensors")):
+    for path in sorted(out.glob(fmt.SHARD_GLOB)):
         k = fmt.shard_index(path.name)
         if k is None:
             continue

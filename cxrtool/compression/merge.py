@@ -59,7 +59,7 @@ def _prepare_out(parts: Sequence[Path], out: Path, *, overwrite: bool) -> None:
 
 def _copy_shards(part: Path, out: Path, settings: dict[str, Any], number: tuple[int, int]) -> list[fmt.ShardInfo]:
     infos = []
-    for path in sorted(part.glob("latents-*.safetensors")):
+    for path in sorted(part.glob(fmt.SHARD_GLOB)):
         info = fmt.read_shard(path)
         if info.settings != settings or info.index % number[1] != number[0]:
             raise InputError(f"{path} does not belong to part {number[0]}/{number[1]} of this store")

@@ -14,7 +14,8 @@ import pandas as pd
 
 from cxrtool import __version__
 from cxrtool.artifacts import replaced_dir
-from cxrtool.evaluation.eval_dir import MEAN, METRIC_COLUMNS, ROC, write_evaluation
+from cxrtool.evaluation.eval_dir import MEAN, METRIC_COLUMNS, write_evaluation
+from cxrtool.layouts import EvaluationDir
 
 
 @dataclass
@@ -140,7 +141,8 @@ def finish_evaluation(
         write_evaluation(
             staged, images=images, labels=labels, probs=probs, targets=targets, metrics=metrics, config=config
         )
-        plot_roc(staged / ROC, labels, targets, probs, metrics["auc"].to_numpy(dtype=float)[: len(labels)])
+        aucs = metrics["auc"].to_numpy(dtype=float)[: len(labels)]
+        plot_roc(staged / EvaluationDir.ROC, labels, targets, probs, aucs)
     return EvaluationResult(metrics=metrics, images=len(images), seconds=seconds)
 
 

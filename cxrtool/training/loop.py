@@ -24,6 +24,7 @@ from cxrtool.config.geometry import InputGeometry
 from cxrtool.config.training import LoopConfig
 from cxrtool.data.datasets import EpochSampler
 from cxrtool.errors import Interrupted, RunFailure
+from cxrtool.layouts import RunDir
 from cxrtool.log import warn
 from cxrtool.models.checkpoints import save_model
 from cxrtool.runtime.signals import StopRequest, ignore_in_worker
@@ -295,7 +296,7 @@ class Trainer:
 
     def _kept(self) -> str:
         """What a run that stops on a bad loss leaves behind, and what to try."""
-        kept = [name for name in (run_dir.LAST, run_dir.MODEL) if (self.run / name).is_file()]
+        kept = [name for name in (RunDir.LAST, RunDir.MODEL) if (self.run / name).is_file()]
         where = (
             f"the last good weights are in {self.run} ({', '.join(kept)})"
             if kept
@@ -334,9 +335,9 @@ class Trainer:
             self._write_record()
             meta = {"kind": self.stage.kind, "labels": self.stage.labels, "input_spec": self.stage.geometry.to_json()}
             config = {**self.stage.config, "epoch": s.epoch}
-            save_model(self.run / run_dir.LAST, self.model, config=config, **meta)
+            save_model(self.run / RunDir.LAST, self.model, config=config, **meta)
             if keep:
-                save_model(self.run / run_dir.MODEL, self.model, config=config, **meta)
+                save_model(self.run / RunDir.MODEL, self.model, config=config, **meta)
             run_dir.write_history(self.run, s.history, self.columns)
         return row
 
