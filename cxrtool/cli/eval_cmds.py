@@ -67,6 +67,7 @@ def evaluate_cmd(
                 device=device, limit=limit, overwrite=overwrite, progress=advance,
             )  # fmt: skip
         else:
+            assert images is not None  # exactly one of --images and --latents, checked above
             result = evaluate_images(
                 ckpt,
                 splits,

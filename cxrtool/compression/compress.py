@@ -25,7 +25,7 @@ import itertools
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
@@ -119,7 +119,7 @@ class CompressReport:
     shards_written: int
 
 
-def parse_part(text: str | None, env: dict[str, str] | None = None) -> tuple[tuple[int, int], bool]:
+def parse_part(text: str | None, env: Mapping[str, str] | None = None) -> tuple[tuple[int, int], bool]:
     """(i, N) from `--shard i/N`, else from torchrun's RANK/WORLD_SIZE; the flag says it came from the environment."""
     env = os.environ if env is None else env
     if text is None:

@@ -256,7 +256,7 @@ def evaluate_latents(
             ahead = reader.submit(store.read, chunks[i + 1]) if i + 1 < len(chunks) else None
             z = torch.from_numpy(np.stack(list(latents.values())))[:, None].to(predictor.device)
             with torch.autocast(predictor.device.type, dtype=torch.bfloat16, enabled=predictor.device.type == "cuda"):
-                logits = model.classify_latent(z).float()
+                logits = model.classify_latent(z).float()  # type: ignore[operator]  # a JointModel (kind checked)
             start = i * batch_size
             probs[start : start + len(chunk)] = torch.sigmoid(logits).cpu().numpy()
             if callable(progress):

@@ -38,7 +38,7 @@ def check_new(run: Path, *, overwrite: bool) -> None:
         )
 
 
-def prepare(run: Path, *, overwrite: bool) -> None:
+def clear_for_new_run(run: Path, *, overwrite: bool) -> None:
     """A fresh run directory, called once every input has been validated: with --overwrite, cxrtool's files of an
     earlier run are removed only now, so a bad option or input leaves the old run as it was."""
     check_new(run, overwrite=overwrite)

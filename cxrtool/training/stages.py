@@ -243,7 +243,7 @@ def train(
         if resume:
             check_same_data(run, stored.get("data"), stage.data, config.data.splits)
         if world.main and not resume:
-            run_dir.prepare(run, overwrite=overwrite)
+            run_dir.clear_for_new_run(run, overwrite=overwrite)
         trainer = Trainer(stage, config.loop, run, device=device, world=world)
         trainer.step_hook = step_hook
         # config.json is written with the first saved state (an epoch's end or an interruption), so a run that
