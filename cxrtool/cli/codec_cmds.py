@@ -149,6 +149,12 @@ def decompress_cmd(
         [["images", report.images], ["seconds", report.seconds], ["ckpt", str(report.ckpt)]],
         title=f"reconstructions in {rec_dir}",
     )
+    if report.unlisted:
+        raise PartialSuccess(
+            f"{out_dir}/manifest.csv lacks {len(report.unlisted)} image(s) its shards hold, not decompressed: "
+            f"{', '.join(report.unlisted[:5])}{' …' if len(report.unlisted) > 5 else ''}; rerun the `cxrtool compress` "
+            "that made the store to rebuild manifest.csv"
+        )
 
 
 @command("compress-merge")

@@ -174,12 +174,14 @@ def prepare_out_dir(
         return
     summary = fmt.read_summary(out, flag="OUT_DIR")
     wanted = {**settings, "part": f"{part[0]}/{part[1]}"}
+    if "dicom_window" in summary:  # stores written before 0.2 do not say; DICOM pixels depend on it
+        wanted["dicom_window"] = dicom_window()
     diffs = [f"{k} {summary.get(k)} (now {v})" for k, v in wanted.items() if summary.get(k) != v]
     if diffs:
         raise InputError(
             f"OUT_DIR {out} is a store made with other settings: {'; '.join(diffs)}. A rerun resumes only with the "
-            "same checkpoint, --dtype, --entropy (dtype uint8 is --entropy none), --size, --shard-size and --shard; "
-            "pass --overwrite to start afresh"
+            "same checkpoint, --dtype, --entropy (dtype uint8 is --entropy none), --size, --shard-size, --shard and "
+            "--dicom-window; pass --overwrite to start afresh"
         )
 
 
@@ -408,13 +410,18 @@ def compress_folder(
     prepare_out_dir(in_dir, out, settings, options.part, overwrite=options.overwrite)
     fields = _fields(in_dir, out, plan, codec, options)
     done = done_shards(out, plan, settings)
+    infos, todo = dict(done), [k for k in plan.assigned if k not in done]
+    finished = None if todo else _finished_summary(out, settings, fields)
+    if finished is not None:  # a rerun of a complete store keeps its summary (and timings); tables rebuilt alike
+        write.write_tables(out, [infos[k] for k in sorted(infos)], settings["dtype"])
+        errors = [e for k in sorted(infos) for e in infos[k].errors]
+        return CompressReport(out, finished, errors, len(done), 0)
     write_json(
         out / fmt.SUMMARY,
         write.build_summary(list(done.values()), settings=settings, part=options.part, complete=False, fields=fields),
     )
     if progress:
         progress(sum(len(plan.members(k)) for k in done))
-    infos, todo = dict(done), [k for k in plan.assigned if k not in done]
     workers = cpu_cores() if options.workers is None else options.workers
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as in every worker: FastEncoder's slabs suit one thread, and the results must match
@@ -443,6 +450,17 @@ def compress_folder(
     write_json(out / fmt.SUMMARY, summary)
     errors = [e for info in ordered for e in info.errors]
     return CompressReport(out, summary, errors, len(done), len(todo))
+
+
+def _finished_summary(out: Path, settings: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any] | None:
+    """The summary of a store this very run would only rewrite: complete, with these settings and this listing."""
+    try:
+        summary = fmt.read_summary(out, flag="OUT_DIR")
+    except (InputError, OSError, ValueError):
+        return None
+    same = all(summary.get(k) == v for k, v in settings.items())
+    keys = ("listing_sha256", "shards_expected", "entropy", "latent_clamp")
+    return summary if summary.get("complete") and same and all(summary.get(k) == fields[k] for k in keys) else None
 
 
 def _fields(in_dir: Path, out: Path, plan: Plan, codec: Codec, options: CompressOptions) -> dict[str, Any]:

@@ -36,6 +36,7 @@ class DecompressReport:
     images: int
     ckpt: Path
     seconds: float
+    unlisted: list[str]  # images the shards hold that manifest.csv lacks: not written
 
 
 def resolve_ckpt(store: Store, ckpt: Path | None) -> tuple[Path, str]:
@@ -132,7 +133,7 @@ def decompress_store(
         _decode_all(store, decoder, rec_dir, names, sizes, save, workers=max(1, workers), progress=progress)
     finally:
         torch.set_num_threads(threads)
-    return DecompressReport(rec_dir, len(sizes), path, time.perf_counter() - start)
+    return DecompressReport(rec_dir, len(sizes), path, time.perf_counter() - start, store.unlisted)
 
 
 def _decode_all(

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -158,6 +158,7 @@ class Store:
     root: Path
     summary: dict[str, Any]
     manifest: Any  # pandas DataFrame with MANIFEST_COLUMNS
+    unlisted: list[str] = field(default_factory=list)  # images the shards hold that manifest.csv lacks
 
     @property
     def identity(self) -> str:
@@ -238,11 +239,15 @@ def open_store(path: Path, *, flag: str = "--latents") -> Store:
         raise InputError(f"the store {root} ({flag}) is unfinished; rerun the `cxrtool compress` that made it")
     manifest = read_csv_checked(root / MANIFEST, MANIFEST_COLUMNS, what="a latent store's manifest.csv")
     manifest = manifest.astype({"rel_path": str, "key": str, "shard": str})
-    for name in dict.fromkeys(manifest["shard"]):
-        settings = read_shard(root / name).settings
-        if settings["encoder_sha256"] != summary["encoder_sha256"]:
+    listed = set(manifest["key"])
+    names = dict.fromkeys([*manifest["shard"], *(p.name for p in sorted(root.glob("latents-*.safetensors")))])
+    unlisted = []
+    for name in names:
+        info = read_shard(root / name)
+        if info.settings["encoder_sha256"] != summary["encoder_sha256"]:
             raise InputError(f"{root / name} was encoded by another encoder than its store's summary.json says")
-    return Store(root, summary, manifest)
+        unlisted += [r.rel_path for r in info.records if r.rel_path not in listed]
+    return Store(root, summary, manifest, sorted(unlisted))
 
 
 def check_identity(store: Store, ckpt: Any, *, flag: str = "--ckpt", path: Any = "") -> None:
