@@ -33,7 +33,11 @@ def check_parts(parts: Sequence[Path]) -> list[dict[str, Any]]:
     numbers = [_part_number(s, p) for s, p in zip(summaries, parts)]
     first = summaries[0]
     for path, summary in zip(parts, summaries):
-        diffs = [f"{k} {summary.get(k)} (first part: {first.get(k)})" for k in SAME if summary.get(k) != first.get(k)]
+        diffs = [
+            f"{k} {fmt.setting(summary, k)} (first part: {fmt.setting(first, k)})"
+            for k in SAME
+            if fmt.setting(summary, k) != fmt.setting(first, k)
+        ]
         if diffs:
             raise InputError(f"part {path} differs from {parts[0]}: {'; '.join(diffs)}")
     n = numbers[0][1]
@@ -79,7 +83,7 @@ def merge_parts(
     summaries = check_parts(parts)
     _prepare_out(parts, out, overwrite=overwrite)
     first = summaries[0]
-    settings = {k: first[k] for k in fmt.SETTINGS}
+    settings = {k: fmt.setting(first, k) for k in fmt.SETTINGS}
     infos = []
     for part, summary in zip(parts, summaries):
         infos += _copy_shards(part, out, settings, _part_number(summary, part))
@@ -87,7 +91,7 @@ def merge_parts(
     expected = sum(int(s["shards_expected"]) for s in summaries)
     if len(infos) != expected:
         raise InputError(f"the parts hold {len(infos)} shards where their summaries promise {expected}")
-    write.write_tables(out, infos, first["dtype"])
+    write.write_tables(out, infos, first["dtype"], uids=settings["dicom_uids"])
     keep = ("in_dir", "ckpt", "ckpt_kind", "images_total", "listing_sha256", "latent_clamp", "dicom_window", "entropy")
     fields = {k: first.get(k) for k in keep}
     fields.update(
