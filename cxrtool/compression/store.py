@@ -150,8 +150,12 @@ def read_shard(path: Path) -> ShardInfo:
             records.append(Record(rel, width, height, mode, file_bytes, h, w, end - start))
         errors = [(rel, message) for rel, message in json.loads(meta["cxrtool.errors"])]
         index, outside = int(meta["cxrtool.shard"]), int(meta["cxrtool.latent_outside"])
-        uids = {rel: (study, series, sop) for rel, study, series, sop in json.loads(meta.get("cxrtool.dicom_uids", "[]"))}
-        header_bytes = sum(e - s for name, t in tensors.items() if name.startswith(HEADER_PREFIX) for s, e in [t["data_offsets"]])
+        uids = {
+            rel: (study, series, sop) for rel, study, series, sop in json.loads(meta.get("cxrtool.dicom_uids", "[]"))
+        }
+        header_bytes = sum(
+            e - s for name, t in tensors.items() if name.startswith(HEADER_PREFIX) for s, e in [t["data_offsets"]]
+        )
     except (OSError, KeyError, ValueError, TypeError, InputError) as e:
         raise InputError(f"{path} is not a complete cxrtool latent shard ({e})") from None
     return ShardInfo(path, index, settings, records, errors, outside, path.stat().st_size, uids, header_bytes)
@@ -243,7 +247,8 @@ class Store:
             return None
         path = self.root / self.shard_of[key]
         with safe_open(str(path), framework="np") as f:
-            return f.get_tensor(header_key(key)).tobytes() if header_key(key) in f.keys() else None
+            names = f.keys()  # a safe_open handle has no `in`
+            return f.get_tensor(header_key(key)).tobytes() if header_key(key) in names else None
 
     def _shard_values(self, shard: str, keys: Sequence[str]) -> Iterator[tuple[str, np.ndarray]]:
         """(key, stored values) one at a time, the shard open meanwhile (memory: one latent)."""
