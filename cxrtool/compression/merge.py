@@ -33,7 +33,11 @@ def check_parts(parts: Sequence[Path]) -> list[dict[str, Any]]:
     numbers = [_part_number(s, p) for s, p in zip(summaries, parts)]
     first = summaries[0]
     for path, summary in zip(parts, summaries):
-        diffs = [f"{k} {summary.get(k)} (first part: {first.get(k)})" for k in SAME if summary.get(k) != first.get(k)]
+        diffs = [
+            f"{k} {fmt.setting(summary, k)} (first part: {fmt.setting(first, k)})"
+            for k in SAME
+            if fmt.setting(summary, k) != fmt.setting(first, k)
+        ]
         if diffs:
             raise InputError(f"part {path} differs from {parts[0]}: {'; '.join(diffs)}")
     n = numbers[0][1]
@@ -97,13 +101,13 @@ def merge_parts(
         raise InputError("give the parts to merge: the OUT_DIRs of `cxrtool compress --shard i/N`")
     summaries = check_parts(parts)
     first = summaries[0]
-    settings = {k: first[k] for k in fmt.SETTINGS}
+    settings = {k: fmt.setting(first, k) for k in fmt.SETTINGS}
     # Every part checked whole before --out is touched: a refused merge leaves it as it was.
     paths = [path for part, summary in zip(parts, summaries) for path in _part_shards(part, summary, settings)]
     _prepare_out(parts, out, overwrite=overwrite)
     infos = sorted(_copy_shards(paths, out), key=lambda i: i.index)
     expected = sum(int(s["shards_expected"]) for s in summaries)
-    write.write_tables(out, infos, first["dtype"])
+    write.write_tables(out, infos, first["dtype"], uids=settings["dicom_uids"])
     keep = ("in_dir", "ckpt", "ckpt_kind", "images_total", "listing_sha256", "latent_clamp", "dicom_window", "entropy")
     fields = {k: first.get(k) for k in keep}
     fields.update(
