@@ -11,6 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from cxrtool.config.fields import (
+    DEVICE_HELP,
+    DICOM_WINDOW_HELP,
+    WORKERS_HELP,
     Augment,
     DicomWindow,
     FMixMask,
@@ -53,11 +56,7 @@ class DataConfig:
     images: Path | None = option(None, "Image folder (any layout) or a `prepare` cache.")
     limit_train: int | None = option(None, "Use a seeded subset of this many train images.", min=1)
     limit_val: int | None = option(None, "Use a seeded subset of this many val images.", min=1)
-    dicom_window: DicomWindow = option(
-        "file",
-        "DICOM grey levels: file (the file's VOI LUT or first window, else minmax), minmax (the image's own range, "
-        "padding excluded) or none (the range Bits Stored allows).",
-    )
+    dicom_window: DicomWindow = option("file", DICOM_WINDOW_HELP)
 
     def __post_init__(self) -> None:
         check_choices(self)
@@ -88,9 +87,9 @@ class LoopConfig:
     )
     patience: int = option(5, "Plateau schedule: epochs without a better val loss before the rate drops.", min=0)
     factor: float = option(0.1, "Plateau schedule: the rate is multiplied by this when it drops.")
-    workers: int | None = option(None, "Data-loading processes [default: min(4, CPUs-1)].", min=0)
+    workers: int | None = option(None, WORKERS_HELP, min=0)
     seed: int = option(0, "Random seed; recorded in every artifact.")
-    device: str = option("auto", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")
+    device: str = option("auto", DEVICE_HELP)
     amp: bool = option(True, "Mixed precision on CUDA (bf16 where native, else fp16 + GradScaler).")
     compile: bool = option(False, "torch.compile the model (CUDA runs; slow to start).")
     max_steps: int | None = option(
