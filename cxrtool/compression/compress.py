@@ -43,7 +43,8 @@ from cxrtool.compression.codec import LatentCodec, load_codec
 from cxrtool.compression.dicom_source import NONE, KeepDicom, SourceTags, source_tags
 from cxrtool.compression.latent_format import LatentCodingError, LatentFormat
 from cxrtool.compression.pixel_view import pixels
-from cxrtool.data.dicom import DicomError, dicom_window
+from cxrtool.config.compression import StoreConfig
+from cxrtool.data.dicom import DicomError, dicom_window, set_dicom_window
 from cxrtool.data.images import IMAGE_SUFFIXES, ImageReadError, image_header, list_image_files, open_image, to_unit
 from cxrtool.data.transforms import resize
 from cxrtool.errors import InputError, Interrupted, RunFailure
@@ -56,18 +57,17 @@ Progress = Callable[[int], None]
 
 
 @dataclass(frozen=True)
-class CompressOptions:
+class CompressOptions(StoreConfig):
+    """`compress`'s options (StoreConfig, validated there), the checkpoint, the part this process takes and
+    whether an old store may be replaced."""
+
     ckpt: Path
-    size: int | None = None  # None: full resolution
-    dtype: str = "uint8"
-    entropy: str | None = None  # lossless coding of uint8 latents; None: png for uint8, none for float16
-    shard_size: int = 1024
     part: tuple[int, int] = (0, 1)  # (i, N): this worker takes the shards k with k % N == i
-    workers: int | None = None  # processes that read and encode; None: one per CPU core, 0: this process alone
-    strict: bool = False
     overwrite: bool = False
-    keep_dicom_header: bool = False  # each DICOM's header (no pixels) in the store, for decompress --format dicom
-    dicom_uids: bool = False  # study_uid, series_uid, sop_uid in manifest.csv
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        LatentFormat.for_options(self.dtype, self.entropy)  # an entropy the dtype or Pillow cannot take: now
 
     @property
     def format(self) -> LatentFormat:
@@ -116,16 +116,6 @@ def parse_part(text: str | None, env: dict[str, str] | None = None) -> tuple[tup
 def part_out_dir(out: Path, part: tuple[int, int], from_env: bool) -> Path:
     """Under torchrun every rank gets the same OUT_DIR, so each writes its part to OUT_DIR/part-i-of-N."""
     return Path(out) / f"part-{part[0]}-of-{part[1]}" if from_env else Path(out)
-
-
-def _check_options(options: CompressOptions) -> None:
-    LatentFormat.for_options(options.dtype, options.entropy)  # InputError on a bad --dtype or --entropy
-    if options.workers is not None and options.workers < 0:
-        raise InputError(f"--workers must be 0 or more, not {options.workers}")
-    if options.size is not None and (options.size < SCALE or options.size % SCALE):
-        raise InputError(f"--size must be a positive multiple of {SCALE} (e.g. 896), not {options.size}")
-    if options.shard_size < 1:
-        raise InputError(f"--shard-size must be at least 1, not {options.shard_size}")
 
 
 def refuse_inside(in_dir: Path, out: Path) -> None:
@@ -387,7 +377,7 @@ def compress_folder(
 ) -> CompressReport:
     """Encode IN_DIR into the store OUT_DIR, resuming what a killed or interrupted run left."""
     start = time.perf_counter()
-    _check_options(options)
+    set_dicom_window(options.dicom_window)  # workers read it from the environment
     in_dir, out = Path(in_dir), Path(out)
     refuse_inside(in_dir, out)
     codec = load_codec(options.ckpt)
