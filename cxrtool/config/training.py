@@ -4,7 +4,6 @@ resume reads them back (`TrainConfig.from_options`) with the defaults of options
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -221,26 +220,3 @@ class TrainConfig:
             from_flat(LoopConfig, options),
             from_flat(STAGES[kind], options),
         )
-
-    def with_options(self, changes: dict[str, Any]) -> TrainConfig:
-        """This configuration with some options (by name) replaced."""
-        return TrainConfig.from_options(self.kind, {**self.options(), **changes})
-
-    def resumed(self, stored: dict[str, Any], given: dict[str, Any], *, run: Path) -> TrainConfig:
-        """The stored run's configuration, updated by the options a resumed run may change (`given`: those typed on
-        the command line); any other change is an error."""
-        for key, value in given.items():
-            if key in RESUMABLE or stored.get(key) == value:
-                continue
-            raise InputError(
-                f"--{key.replace('_', '-')} {value} differs from the run's stored {stored.get(key)}; a resumed run "
-                f"keeps its settings (only {', '.join('--' + k for k in RESUMABLE)} may change)"
-            )
-        epochs = stored.get("epochs", LoopConfig.epochs)
-        if given.get("epochs", epochs) < epochs:
-            raise InputError(f"--epochs can only grow on --resume (stored: {epochs})")
-        return TrainConfig.from_options(self.kind, {**stored, **{k: v for k, v in given.items() if k in RESUMABLE}})
-
-
-def replace_loop(config: TrainConfig, **changes: Any) -> TrainConfig:
-    return dataclasses.replace(config, loop=dataclasses.replace(config.loop, **changes))
