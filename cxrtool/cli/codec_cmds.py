@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from cxrtool.cli.app import command
-from cxrtool.cli.options import DicomWindow, Overwrite, use_dicom_window
+from cxrtool.cli.config_options import options_from
+from cxrtool.cli.options import Overwrite
 from cxrtool.cli.output import emit_table, log, progress
+from cxrtool.config.compression import StoreConfig
 from cxrtool.errors import PartialSuccess
 
 SUMMARY_ROWS = (
@@ -41,36 +44,17 @@ def _summary_table(summary: dict[str, Any], title: str) -> None:
 
 
 @command("compress")
+@options_from(store=StoreConfig)
 def compress_cmd(
     in_dir: Annotated[
         Path, typer.Argument(help="Folder of images (PNG/JPEG/DICOM, any layout, searched recursively).")
     ],
     out_dir: Annotated[Path, typer.Argument(help="Store to write, or to finish on a rerun; not inside IN_DIR.")],
     ckpt: Annotated[Path, typer.Option("--ckpt", help="Stage-2 (train-ae) or stage-3 (train-joint) run or file.")],
-    size: Annotated[
-        int | None,
-        typer.Option(help="Resize to S×S first (a multiple of 4): the size a joint model classifies at, e.g. 896."),
-    ] = None,
-    dtype: Annotated[str, typer.Option(help="uint8: round(clamp(z,0,1)·255); float16: z unclamped.")] = "uint8",
-    entropy: Annotated[
-        str | None,
-        typer.Option(
-            help="Lossless coding of uint8 latents: png (fast; ~0.24 bits/pixel on radiographs), webp (~0.20; ~10× "
-            "the coding time) or none (raw, 0.5). [default: png for uint8; float16 is always raw]"
-        ),
-    ] = None,
-    shard_size: Annotated[int, typer.Option(help="Images per shard file.", min=1)] = 1024,
+    store: StoreConfig,
     shard: Annotated[
         str | None, typer.Option("--shard", help="i/N: encode only part i of N (0-based); join with compress-merge.")
     ] = None,
-    workers: Annotated[
-        int | None,
-        typer.Option(help="Processes that read and encode (0: this one) [default: one per CPU core].", min=0),
-    ] = None,
-    strict: Annotated[
-        bool, typer.Option(help="Stop (exit 2) at the first unreadable image instead of skipping.")
-    ] = False,
-    dicom_window: DicomWindow = "file",
     overwrite: Overwrite = False,
 ) -> None:
     """Encode every image under IN_DIR with a checkpoint's encoder into latent shards (4× smaller per side).
@@ -80,23 +64,18 @@ def compress_cmd(
     shards; unreadable files are listed in errors.csv and skipped (exit 3). Under torchrun each rank writes its part
     to OUT_DIR/part-RANK-of-WORLD_SIZE.
 
+    Nothing identifying from a DICOM is stored unless --keep-dicom-header or --dicom-uids asks for it.
+
     Example:  cxrtool compress data/images latents --ckpt runs/joint --size 896
+
+    Example:  cxrtool compress dicoms latents --ckpt runs/ae --keep-dicom-header --dicom-uids
     """
     from cxrtool.compression.compress import CompressOptions, compress_folder, parse_part, part_out_dir
 
-    use_dicom_window(dicom_window)  # workers inherit it; summary.json's config records it
     part, from_env = parse_part(shard)
     out = part_out_dir(out_dir, part, from_env)
     options = CompressOptions(
-        ckpt=ckpt,
-        size=size,
-        dtype=dtype,
-        entropy=entropy,
-        shard_size=shard_size,
-        part=part,
-        workers=workers,
-        strict=strict,
-        overwrite=overwrite,
+        ckpt, part=part, overwrite=overwrite, **{f.name: getattr(store, f.name) for f in fields(store)}
     )
     with progress("compress", None) as advance:
         report = compress_folder(in_dir, out, options, progress=advance)
@@ -118,7 +97,11 @@ def decompress_cmd(
         Path | None, typer.Option("--ckpt", help="The checkpoint the store was made with [default: its summary's].")
     ] = None,
     fmt: Annotated[
-        str, typer.Option("--format", help="png, or dicom: 8-bit MONOCHROME2 Secondary Captures flagged lossy.")
+        str,
+        typer.Option(
+            "--format",
+            help="png, or dicom: 8-bit MONOCHROME2 flagged lossy, with the source's tags where the store kept them.",
+        ),
     ] = "png",
     workers: Annotated[int | None, typer.Option(help="File-encoding threads [default: min(4, CPUs-1)].", min=1)] = None,
     overwrite: Overwrite = False,
@@ -126,8 +109,11 @@ def decompress_cmd(
     """Reconstruct a store's images: REC_DIR/<rel_path with .png or .dcm>, 8-bit grayscale, at the original size
     (S×S for a store made with --size S).
 
-    A checkpoint with other encoder/decoder weights than the store's is refused. A DICOM gets new UIDs and no
-    patient or study data, with Lossy Image Compression "01", its ratio and a method naming cxrtool's encoder.
+    A checkpoint with other encoder/decoder weights than the store's is refused. A DICOM is flagged Lossy Image
+    Compression "01" with its ratio and a method naming cxrtool's encoder. From a store made with
+    --keep-dicom-header it carries its source's tags (patient, study, series; Study and Series Instance UID) with a
+    new SOP Instance UID referencing the source's, Rows/Columns/Pixel Spacing of the written pixels; otherwise it is
+    a Secondary Capture with new UIDs and no patient or study data.
 
     Example:  cxrtool decompress latents reconstructed --ckpt runs/ae --format dicom
     """
@@ -149,6 +135,12 @@ def decompress_cmd(
         [["images", report.images], ["seconds", report.seconds], ["ckpt", str(report.ckpt)]],
         title=f"reconstructions in {rec_dir}",
     )
+    if report.unlisted:
+        raise PartialSuccess(
+            f"{out_dir}/manifest.csv lacks {len(report.unlisted)} image(s) its shards hold, not decompressed: "
+            f"{', '.join(report.unlisted[:5])}{' …' if len(report.unlisted) > 5 else ''}; rerun the `cxrtool compress` "
+            "that made the store to rebuild manifest.csv"
+        )
 
 
 @command("compress-merge")

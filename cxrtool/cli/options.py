@@ -7,6 +7,9 @@ from typing import Annotated
 
 import typer
 
+from cxrtool.config.fields import DEVICE_HELP, DICOM_WINDOW_HELP, WORKERS_HELP
+from cxrtool.config.fields import DicomWindow as DicomWindowChoice
+
 Seed = Annotated[int, typer.Option("--seed", help="Random seed; recorded in every artifact.")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")]
 ImagesDir = Annotated[
@@ -27,18 +30,11 @@ RunOut = Annotated[Path | None, typer.Option("--out", help="Run directory to cre
 Resume = Annotated[Path | None, typer.Option("--resume", help="Continue the run in this directory.")]
 
 # ---- commands that run a model ----------------------------------------------------------------------------------
-Workers = Annotated[int | None, typer.Option(help="Data-loading processes [default: min(4, CPUs-1)].", min=0)]
-Device = Annotated[str, typer.Option(help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")]
+Workers = Annotated[int | None, typer.Option(help=WORKERS_HELP, min=0)]
+Device = Annotated[str, typer.Option(help=DEVICE_HELP)]
 
 # ---- every command that reads images ----------------------------------------------------------------------------
-DicomWindow = Annotated[
-    str,
-    typer.Option(
-        "--dicom-window",
-        help="DICOM grey levels: file (the file's VOI LUT or first window, else minmax), minmax (the image's own "
-        "range, padding excluded) or none (the range Bits Stored allows).",
-    ),
-]
+DicomWindow = Annotated[DicomWindowChoice, typer.Option("--dicom-window", help=DICOM_WINDOW_HELP)]
 
 
 def use_dicom_window(window: str) -> str:

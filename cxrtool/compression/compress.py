@@ -2,7 +2,8 @@
 
     IN_DIR ── sorted listing ── image k → shard k // S ── part i/N takes shards k % N == i
     worker processes (one per core by default), each image where it is read:
-        read, single channel, [--size resize], edge-pad to ×4 ── FastEncoder (one thread; 8-bit pixels as they are)
+        read, single channel, [--size resize], edge-pad to ×4 ── LatentCodec.storer: FastEncoder (one thread;
+        8-bit pixels as they are), the model's clamp
         ── uint8 round(clamp(z,0,1)·255) [── PNG | WebP, lossless] | float16 z        (LatentFormat.pack)
     ──► main process, in listing order: ShardWriter ── whole shard renamed into place
     ──► manifest.csv, errors.csv (rebuilt from the shards after each one) ──► summary.json
@@ -28,27 +29,27 @@ from collections import deque
 from collections.abc import Callable, Generator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 import torch
-from torch import nn
 
 from cxrtool.artifacts import write_json
 from cxrtool.compression import store as fmt
 from cxrtool.compression import store_write as write
-from cxrtool.compression.fast_encoder import FastEncoder
+from cxrtool.compression.codec import LatentCodec, load_codec
+from cxrtool.compression.dicom_source import NONE, KeepDicom, SourceTags, source_tags
 from cxrtool.compression.latent_format import LatentCodingError, LatentFormat
 from cxrtool.compression.pixel_view import pixels
-from cxrtool.data.dicom import dicom_window
+from cxrtool.config.compression import StoreConfig
+from cxrtool.data.dicom import DicomError, dicom_window, set_dicom_window
 from cxrtool.data.images import IMAGE_SUFFIXES, ImageReadError, image_header, list_image_files, open_image, to_unit
 from cxrtool.data.transforms import resize
 from cxrtool.errors import InputError, Interrupted, RunFailure
 from cxrtool.log import warn
-from cxrtool.models.autoencoder import SCALE, make_decoder, make_encoder
-from cxrtool.models.checkpoints import encoder_identity, load_parts, read_info
+from cxrtool.models.autoencoder import SCALE
 from cxrtool.runtime.signals import ignore_in_worker
 from cxrtool.runtime.workers import cpu_cores
 
@@ -56,39 +57,17 @@ Progress = Callable[[int], None]
 
 
 @dataclass(frozen=True)
-class Codec:
-    """The encoder and decoder tensors of a stage-2 (autoencoder) or stage-3 (joint) checkpoint."""
+class CompressOptions(StoreConfig):
+    """`compress`'s options (StoreConfig, validated there), the checkpoint, the part this process takes and
+    whether an old store may be replaced."""
 
-    path: Path
-    kind: str
-    identity: str
-    tensors: dict[str, torch.Tensor]
-    input: dict[str, Any] = field(default_factory=dict)
-
-    def module(self, prefix: str) -> nn.Sequential:
-        module = make_encoder() if prefix == "encoder" else make_decoder()
-        n = len(prefix) + 1
-        module.load_state_dict({k[n:]: v for k, v in self.tensors.items() if k.startswith(prefix + ".")})
-        return module.eval().requires_grad_(False)
-
-
-def load_codec(ckpt: Path, *, flag: str = "--ckpt") -> Codec:
-    info = read_info(ckpt, flag=flag)
-    tensors = load_parts(info.path, ("encoder.", "decoder."), kinds=("autoencoder", "joint"), flag=flag)
-    return Codec(info.path.resolve(), info.kind, encoder_identity(tensors), tensors, info.input)
-
-
-@dataclass(frozen=True)
-class CompressOptions:
     ckpt: Path
-    size: int | None = None  # None: full resolution
-    dtype: str = "uint8"
-    entropy: str | None = None  # lossless coding of uint8 latents; None: png for uint8, none for float16
-    shard_size: int = 1024
     part: tuple[int, int] = (0, 1)  # (i, N): this worker takes the shards k with k % N == i
-    workers: int | None = None  # processes that read and encode; None: one per CPU core, 0: this process alone
-    strict: bool = False
     overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        LatentFormat.for_options(self.dtype, self.entropy)  # an entropy the dtype or Pillow cannot take: now
 
     @property
     def format(self) -> LatentFormat:
@@ -139,16 +118,6 @@ def part_out_dir(out: Path, part: tuple[int, int], from_env: bool) -> Path:
     return Path(out) / f"part-{part[0]}-of-{part[1]}" if from_env else Path(out)
 
 
-def _check_options(options: CompressOptions) -> None:
-    LatentFormat.for_options(options.dtype, options.entropy)  # InputError on a bad --dtype or --entropy
-    if options.workers is not None and options.workers < 0:
-        raise InputError(f"--workers must be 0 or more, not {options.workers}")
-    if options.size is not None and (options.size < SCALE or options.size % SCALE):
-        raise InputError(f"--size must be a positive multiple of {SCALE} (e.g. 896), not {options.size}")
-    if options.shard_size < 1:
-        raise InputError(f"--shard-size must be at least 1, not {options.shard_size}")
-
-
 def refuse_inside(in_dir: Path, out: Path) -> None:
     """OUT_DIR inside IN_DIR would be walked as input next time (and IN_DIR must stay untouched)."""
     src, dst = Path(in_dir).resolve(), Path(out).resolve()
@@ -174,12 +143,14 @@ def prepare_out_dir(
         return
     summary = fmt.read_summary(out, flag="OUT_DIR")
     wanted = {**settings, "part": f"{part[0]}/{part[1]}"}
-    diffs = [f"{k} {summary.get(k)} (now {v})" for k, v in wanted.items() if summary.get(k) != v]
+    if "dicom_window" in summary:  # stores written before 0.2 do not say; DICOM pixels depend on it
+        wanted["dicom_window"] = dicom_window()
+    diffs = [f"{k} {fmt.setting(summary, k)} (now {v})" for k, v in wanted.items() if fmt.setting(summary, k) != v]
     if diffs:
         raise InputError(
             f"OUT_DIR {out} is a store made with other settings: {'; '.join(diffs)}. A rerun resumes only with the "
-            "same checkpoint, --dtype, --entropy (dtype uint8 is --entropy none), --size, --shard-size and --shard; "
-            "pass --overwrite to start afresh"
+            "same checkpoint, --dtype, --entropy (dtype uint8 is --entropy none), --size, --shard-size, --shard, "
+            "--dicom-window, --keep-dicom-header and --dicom-uids; pass --overwrite to start afresh"
         )
 
 
@@ -248,14 +219,24 @@ class Encoded(NamedTuple):
     data: bytes  # the latent's bytes in the shard (LatentFormat.pack)
     outside: int  # latent values outside [0, 1] before any clamping
     error: str | None
+    tags: SourceTags = NONE  # what --keep-dicom-header / --dicom-uids take from a DICOM source
 
 
 class _EncodedImages:
     """Each image read, encoded and coded where it is read: in a worker process, which builds its own encoder on
     first use (FastEncoder keeps work buffers), or in this process with --workers 0."""
 
-    def __init__(self, root: Path, rels: Sequence[str], size: int | None, codec: Codec, form: LatentFormat) -> None:
+    def __init__(
+        self,
+        root: Path,
+        rels: Sequence[str],
+        size: int | None,
+        codec: LatentCodec,
+        form: LatentFormat,
+        keep: KeepDicom = KeepDicom(),
+    ) -> None:
         self.root, self.rels, self.size, self.codec, self.form = Path(root), list(rels), size, codec, form
+        self.keep = keep
         self._encode: Callable[[torch.Tensor], tuple[bytes, tuple[int, int], int]] | None = None
 
     def __len__(self) -> int:
@@ -266,38 +247,29 @@ class _EncodedImages:
         error = item.error
         if error is None:
             if self._encode is None:
-                self._encode = latent_fn(self.codec, self.form)
+                self._encode = self.codec.storer(self.form)
             assert item.x is not None, "an Item without an error has its pixels"
             try:
                 data, shape, outside = self._encode(item.x)
             except LatentCodingError as e:
                 error = str(e)
             else:
-                return Encoded(
+                encoded = Encoded(
                     item.rel, item.width, item.height, item.mode, item.file_bytes, shape, data, outside, None
                 )
+                return _with_source_tags(encoded, self.root, self.keep)
         return Encoded(item.rel, 0, 0, "", 0, (0, 0), b"", 0, error)
 
 
-def latent_fn(codec: Codec, form: LatentFormat) -> Callable[[torch.Tensor], tuple[bytes, tuple[int, int], int]]:
-    """x → (the latent as stored, its H×W, count of values outside [0, 1]); a joint model's latent is clamped by the
-    model. Run it with one intra-op thread (as the workers and `compress_folder` do)."""
-    fast = FastEncoder(codec.module("encoder"))
-    clamp = codec.kind == "joint"
-    scratch = np.empty(0, np.float32)  # quantise's, kept between images of one size
-
-    def encode(x: torch.Tensor) -> tuple[bytes, tuple[int, int], int]:
-        nonlocal scratch
-        z = fast(x)[0, 0].numpy()
-        if clamp:
-            np.clip(z, 0.0, 1.0, out=z)
-        outside = int(np.count_nonzero((z < 0) | (z > 1)))
-        if scratch.shape != z.shape:
-            scratch = np.empty_like(z)
-        values = form.quantise(z, scratch=scratch)
-        return form.pack(values), (int(values.shape[0]), int(values.shape[1])), outside
-
-    return encode
+def _with_source_tags(encoded: Encoded, root: Path, keep: KeepDicom) -> Encoded:
+    """The encoded image with what `keep` asks of its source; an unreadable DICOM header fails the image."""
+    if not keep:
+        return encoded
+    try:
+        return encoded._replace(tags=source_tags(root / encoded.rel, keep))
+    except DicomError as e:
+        error = f"cannot read the DICOM header of {encoded.rel}: {e}"
+        return Encoded(encoded.rel, 0, 0, "", 0, (0, 0), b"", 0, error)
 
 
 _images: _EncodedImages | None = None  # in a worker process: the images it encodes
@@ -349,7 +321,7 @@ def _encode_shards(
     out: Path,
     plan: Plan,
     todo: list[int],
-    codec: Codec,
+    codec: LatentCodec,
     settings: dict[str, Any],
     *,
     workers: int,
@@ -358,11 +330,14 @@ def _encode_shards(
 ) -> Generator[fmt.ShardInfo, None, None]:
     """Encode the shards in `todo`, yielding each one's info once it is on disk."""
     form = LatentFormat.parse(settings["dtype"])
-    images = _EncodedImages(in_dir, [rel for k in todo for rel in plan.members(k)], settings["size"], codec, form)
+    keep = KeepDicom(settings["dicom_header"], settings["dicom_uids"])
+    rels = [rel for k in todo for rel in plan.members(k)]
+    images = _EncodedImages(in_dir, rels, settings["size"], codec, form, keep)
     items = _in_order(images, workers)
     with contextlib.closing(items):  # on any exit, the workers stop before this returns
         for k in todo:
             records, errors, outside = [], [], 0
+            uids: dict[str, tuple[str, str, str]] = {}
             with write.ShardWriter(out / fmt.shard_name(k), form) as writer:
                 for _ in plan.members(k):
                     item = next(items)
@@ -372,6 +347,7 @@ def _encode_shards(
                         errors.append((item.rel, item.error))
                     else:
                         nbytes = writer.add(item.rel, item.data, item.shape)
+                        _add_source_tags(writer, item, uids)
                         outside += item.outside
                         h, w = item.shape
                         records.append(
@@ -379,8 +355,16 @@ def _encode_shards(
                         )
                     if progress:
                         progress(1)
-                writer.finish(write.shard_metadata(settings, k, records, errors, outside))
+                writer.finish(write.shard_metadata(settings, k, records, errors, outside, uids))
             yield fmt.read_shard(out / fmt.shard_name(k))
+
+
+def _add_source_tags(writer: write.ShardWriter, item: Encoded, uids: dict[str, tuple[str, str, str]]) -> None:
+    """A kept header goes into the shard right after its image's latent; UIDs into the shard's metadata."""
+    if item.tags.header:
+        writer.add_bytes(fmt.header_key(item.rel), item.tags.header)
+    if item.tags.uids is not None:
+        uids[item.rel] = item.tags.uids
 
 
 def compress_folder(
@@ -393,7 +377,7 @@ def compress_folder(
 ) -> CompressReport:
     """Encode IN_DIR into the store OUT_DIR, resuming what a killed or interrupted run left."""
     start = time.perf_counter()
-    _check_options(options)
+    set_dicom_window(options.dicom_window)  # workers read it from the environment
     in_dir, out = Path(in_dir), Path(out)
     refuse_inside(in_dir, out)
     codec = load_codec(options.ckpt)
@@ -405,16 +389,22 @@ def compress_folder(
         raise InputError(f"IN_DIR {in_dir} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
     settings: dict[str, Any] = {"encoder_sha256": codec.identity, "dtype": options.format.name, "size": options.size}
     settings["shard_size"] = options.shard_size
+    settings.update(dicom_header=options.keep_dicom_header, dicom_uids=options.dicom_uids)
     prepare_out_dir(in_dir, out, settings, options.part, overwrite=options.overwrite)
     fields = _fields(in_dir, out, plan, codec, options)
     done = done_shards(out, plan, settings)
+    infos, todo = dict(done), [k for k in plan.assigned if k not in done]
+    finished = None if todo else _finished_summary(out, settings, fields)
+    if finished is not None:  # a rerun of a complete store keeps its summary (and timings); tables rebuilt alike
+        write.write_tables(out, [infos[k] for k in sorted(infos)], settings["dtype"])
+        errors = [e for k in sorted(infos) for e in infos[k].errors]
+        return CompressReport(out, finished, errors, len(done), 0)
     write_json(
         out / fmt.SUMMARY,
         write.build_summary(list(done.values()), settings=settings, part=options.part, complete=False, fields=fields),
     )
     if progress:
         progress(sum(len(plan.members(k)) for k in done))
-    infos, todo = dict(done), [k for k in plan.assigned if k not in done]
     workers = cpu_cores() if options.workers is None else options.workers
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as in every worker: FastEncoder's slabs suit one thread, and the results must match
@@ -425,7 +415,7 @@ def compress_folder(
         with contextlib.closing(shards):
             for info in shards:
                 infos[info.index] = info
-                write.write_tables(out, infos.values(), settings["dtype"])
+                write.write_tables(out, infos.values(), settings["dtype"], uids=options.dicom_uids)
                 if after_shard:
                     after_shard(info)
     except KeyboardInterrupt:
@@ -434,7 +424,7 @@ def compress_folder(
         ) from None
     finally:
         torch.set_num_threads(threads)
-    write.write_tables(out, infos.values(), settings["dtype"])
+    write.write_tables(out, infos.values(), settings["dtype"], uids=options.dicom_uids)
     seconds = time.perf_counter() - start
     encoded_now = sum(len(infos[k].records) for k in todo)
     fields.update(seconds=seconds, encoded_this_run=encoded_now, images_per_s=encoded_now / seconds, workers=workers)
@@ -445,7 +435,18 @@ def compress_folder(
     return CompressReport(out, summary, errors, len(done), len(todo))
 
 
-def _fields(in_dir: Path, out: Path, plan: Plan, codec: Codec, options: CompressOptions) -> dict[str, Any]:
+def _finished_summary(out: Path, settings: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any] | None:
+    """The summary of a store this very run would only rewrite: complete, with these settings and this listing."""
+    try:
+        summary = fmt.read_summary(out, flag="OUT_DIR")
+    except (InputError, OSError, ValueError):
+        return None
+    same = all(summary.get(k) == v for k, v in settings.items())
+    keys = ("listing_sha256", "shards_expected", "entropy", "latent_clamp")
+    return summary if summary.get("complete") and same and all(summary.get(k) == fields[k] for k in keys) else None
+
+
+def _fields(in_dir: Path, out: Path, plan: Plan, codec: LatentCodec, options: CompressOptions) -> dict[str, Any]:
     """summary.json's fields beyond the settings and totals."""
     if codec.kind == "joint":
         clamp = "by the model (joint checkpoint)"

@@ -5,7 +5,8 @@
     ── round to 8 bits ── REC_DIR/<rel_path with .png or .dcm> (encoding in threads; each file renamed into place)
 
 A store made with `--size S` decodes to S×S images (the size that was encoded), not to the original size.
-`--format dicom` writes 8-bit MONOCHROME2 Secondary Captures flagged lossy (see dicom_write).
+`--format dicom` writes 8-bit MONOCHROME2 DICOMs flagged lossy: Secondary Captures, or the source's attributes
+around the new pixels where the store kept its header (`compress --keep-dicom-header`; see dicom_write).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import torch
 from PIL import Image
 
 from cxrtool.artifacts import atomic_path
-from cxrtool.compression.compress import load_codec
+from cxrtool.compression.codec import load_codec
 from cxrtool.compression.store import Store, check_identity, open_store
 from cxrtool.data.images import IMAGE_SUFFIXES
 from cxrtool.errors import InputError
@@ -36,6 +37,7 @@ class DecompressReport:
     images: int
     ckpt: Path
     seconds: float
+    unlisted: list[str]  # images the shards hold that manifest.csv lacks: not written
 
 
 def resolve_ckpt(store: Store, ckpt: Path | None) -> tuple[Path, str]:
@@ -94,7 +96,8 @@ def _writer(store: Store, fmt: str) -> Writer:
     identity = store.identity
 
     def save(key: str, pixels: np.ndarray, path: Path) -> None:
-        write_dicom(pixels, path, identity=identity, ratio=pixels.size / max(1, int(stored[key])))
+        ratio = pixels.size / max(1, int(stored[key]))
+        write_dicom(pixels, path, identity=identity, ratio=ratio, source=store.dicom_header(key))
 
     return save
 
@@ -119,7 +122,7 @@ def decompress_store(
     check_identity(store, codec.identity, flag=flag, path=path)
     rec_dir = Path(rec_dir)
     _check_rec_dir(store, rec_dir, overwrite=overwrite)
-    decoder = codec.module("decoder")
+    decode = codec.decoder()
     names = rec_names(list(store.manifest["rel_path"]), FORMATS[fmt])
     sizes = {
         row.key: (store.size, store.size) if store.size else (int(row.orig_height), int(row.orig_width))
@@ -129,15 +132,15 @@ def decompress_store(
     torch.set_num_threads(1)  # the decoder is tiny: a fork/join of the intra-op pool costs more than it saves
     try:
         save = _writer(store, fmt)
-        _decode_all(store, decoder, rec_dir, names, sizes, save, workers=max(1, workers), progress=progress)
+        _decode_all(store, decode, rec_dir, names, sizes, save, workers=max(1, workers), progress=progress)
     finally:
         torch.set_num_threads(threads)
-    return DecompressReport(rec_dir, len(sizes), path, time.perf_counter() - start)
+    return DecompressReport(rec_dir, len(sizes), path, time.perf_counter() - start, store.unlisted)
 
 
 def _decode_all(
     store: Store,
-    decoder: torch.nn.Module,
+    decode: Callable[[np.ndarray, tuple[int, int]], np.ndarray],
     rec_dir: Path,
     names: dict[str, str],
     sizes: dict[str, tuple[int, int]],
@@ -148,11 +151,9 @@ def _decode_all(
 ) -> None:
     """Decode in this thread, encode and write files in `workers` threads (Pillow releases the GIL there)."""
     pending: deque[Future[None]] = deque()
-    with ThreadPoolExecutor(workers) as pool, torch.inference_mode():
+    with ThreadPoolExecutor(workers) as pool:
         for key, z in store.iter_latents():
-            h, w = sizes[key]
-            x = decoder(torch.from_numpy(z)[None, None])[0, 0, :h, :w]
-            pixels = x.mul(255.0).round_().clamp_(0, 255).to(torch.uint8).numpy()
+            pixels = decode(z, sizes[key])
             pending.append(pool.submit(save, key, pixels, rec_dir / names[key]))
             while len(pending) > 2 * workers:  # a bounded queue keeps memory flat
                 pending.popleft().result()

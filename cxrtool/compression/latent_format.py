@@ -147,8 +147,8 @@ class LatentFormat:
     @staticmethod
     def to_float(values: np.ndarray) -> np.ndarray:
         """Stored values → the float32 latent the decoder and the classifier take (uint8 v → v/255)."""
-        if values.dtype == np.uint8:
-            return values.astype(np.float32) * np.float32(1.0 / 255.0)
+        if values.dtype == np.uint8:  # divided, not multiplied by a rounded 1/255: v/255 correctly rounded
+            return values.astype(np.float32) / np.float32(255.0)
         return values.astype(np.float32)
 
 

@@ -9,6 +9,7 @@ from PIL import Image
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 from torchvision import transforms as T
 
+from cxrtool.config.evaluation import EvaluationConfig
 from cxrtool.data.labels import LABELS
 from cxrtool.evaluation.compare import compare_evaluations
 from cxrtool.evaluation.eval_dir import read_evaluation, write_evaluation
@@ -63,7 +64,10 @@ def test_metrics_csv_is_reproduced_from_the_written_predictions_by_sklearn(class
     from tests_support import splits_for
 
     out = tmp_path / "eval"
-    evaluate_images(classifier_file, splits_for(synth_small, tmp_path), synth_small, out, n_boot=20, limit=40)
+    evaluate_images(
+        classifier_file, splits_for(synth_small, tmp_path), synth_small, out,
+        evaluation=EvaluationConfig(bootstrap=20, limit=40),
+    )  # fmt: skip
     preds = pd.read_csv(out / "predictions.csv")
     truth = pd.read_csv(out / "targets.csv")
     metrics = pd.read_csv(out / "metrics.csv").set_index("label")
