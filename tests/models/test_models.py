@@ -61,6 +61,8 @@ def test_too_small_crop_is_refused_with_the_minimum():
     check_input_size(29, flag="--crop")
     with pytest.raises(InputError, match="at least 29"):
         check_input_size(28, flag="--crop")
+    with pytest.raises(InputError, match="--crop 10 is too small: DenseNet121 needs a crop of at least 29 px"):
+        check_input_size(10, flag="--crop")
 
 
 @pytest.mark.parametrize("kind", KINDS)
