@@ -441,14 +441,19 @@ def test_fmix_step_uses_the_tasks_settings_and_mixes_the_loss():
     torch.manual_seed(5)
     x, y = torch.rand(6, 1, 32, 32), (torch.rand(6, 14) < 0.5).float()
     logits = torch.randn(6, 14)
-    settings = FMixSettings(alpha=0.3, decay=5.0, mask="reference")  # none of them the defaults
+    settings = FMixSettings(alpha=4.0, decay=5.0, mask="reference")  # none of them the defaults
     model = _FixedRecorder(logits)
     parts = ClassifierTask(LABELS, None, fmix=settings, seed=3).train_step(  # the default rank is 0
         model, {"image": x, "target": y}, epoch=2, step=5
     )
-    mixed, own, partner, lam = fmix_batch(x, y, batch_rng(3, 2, 5, rank=0), alpha=0.3, decay=5.0, mode="reference")
+    mixed, own, partner, lam = fmix_batch(x, y, batch_rng(3, 2, 5, rank=0), alpha=4.0, decay=5.0, mode="reference")
     assert torch.equal(model.seen[0], mixed)
-    assert not torch.equal(mixed, fmix_batch(x, y, batch_rng(3, 2, 5, rank=0)).images)  # the settings matter
+    for one_default in (
+        {"decay": 5.0, "mode": "reference"},
+        {"alpha": 4.0, "mode": "reference"},
+        {"alpha": 4.0, "decay": 5.0},
+    ):
+        assert not torch.equal(mixed, fmix_batch(x, y, batch_rng(3, 2, 5, rank=0), **one_default).images)
     expected = lam * _bce(logits, own) + (1 - lam) * _bce(logits, partner)
     assert 0 < lam < 1 and parts["loss"].item() == pytest.approx(float(expected), rel=1e-5)
 
@@ -631,3 +636,26 @@ def test_keep_needs_a_strict_improvement(synth_small, synth_splits, tmp_path, mo
     train(kind, {**options, "keep": keep, "epochs": len(script)}, tmp_path / "run")
     assert read_info(tmp_path / "run" / "model.safetensors").config["epoch"] == 1
     assert json.loads((tmp_path / "run" / "resume.json").read_text())["progress"]["best_epoch"] == 1
+
+
+def test_history_means_over_one_training_sample_and_over_none(synth_small, synth_splits, tmp_path):
+    """train_* columns are sums over the epoch's samples divided by their count: NaN when no step was made
+    (--max-steps 0 validates the starting weights only)."""
+    parts: list[float] = []
+    original = tasks.AutoencoderTask.train_step
+
+    def record(self, model, batch, *, epoch, step):
+        out = original(self, model, batch, epoch=epoch, step=step)
+        parts.append(float(out["mse"].detach()))
+        return out
+
+    one = _tiny_ae(synth_splits, synth_small, batch_size=1, limit_train=1, epochs=1)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tasks.AutoencoderTask, "train_step", record)
+        train("autoencoder", one, tmp_path / "one")
+    row = pd.read_csv(tmp_path / "one" / "history.csv").iloc[0]
+    assert len(parts) == 1 and row["train_loss"] == pytest.approx(parts[0], rel=1e-5)
+    assert row["train_mse"] == pytest.approx(parts[0], rel=1e-5)
+    train("autoencoder", {**one, "max_steps": 0}, tmp_path / "none")
+    row = pd.read_csv(tmp_path / "none" / "history.csv").iloc[0]
+    assert math.isnan(row["train_loss"]) and math.isnan(row["train_mse"]) and math.isfinite(row["val_loss"])
