@@ -197,7 +197,7 @@ def test_tencrop_base_is_the_training_pre_crop_size():
     assert base("classifier", {"crop": 32}) == 32
 
 
-def test_tencrop_logit_average_is_the_sigmoid_of_the_mean_logit(tmp_path):
+def test_tencrop_averages_probabilities_or_logits_as_asked(tmp_path):
     torch.manual_seed(3)
     model = Classifier().eval()
     with torch.no_grad():
@@ -214,6 +214,8 @@ def test_tencrop_logit_average_is_the_sigmoid_of_the_mean_logit(tmp_path):
     predictor = load_predictor(tmp_path / "c.safetensors", torch.device("cpu"))
     got = predict_paths(predictor, [path], tta="tencrop", average="logits")[0]
     np.testing.assert_allclose(got, by_logits, rtol=0, atol=1e-5)
+    got = predict_paths(predictor, [path], tta="tencrop")[0]  # the default: the mean probability
+    np.testing.assert_allclose(got, by_probs, rtol=0, atol=1e-5)
 
 
 def test_a_joint_checkpoint_predicts_from_its_encoded_crop(tmp_path):
