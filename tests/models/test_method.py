@@ -171,11 +171,18 @@ def test_joint_latent_geometry(side):
 @torch.no_grad()
 def test_autoencoder_clamps_its_latent_only_when_asked(tmp_path):
     """The compression report encodes a joint model's codec with `clamp_latent`: the latent the classifier saw."""
+    torch.manual_seed(11)  # the random init, whatever ran before
     t = _saved(tmp_path, AutoEncoder(init="random"), "autoencoder")
-    t = {**t, "encoder.2.weight": 20 * t["encoder.2.weight"]}  # latents well outside [0, 1] on both sides
+    x = torch.rand(2, 1, 33, 36)  # only the height is padded (by 3 rows)
+    lo, hi = _encode(t, x).aminmax()
+    scale = 3 / (hi - lo)  # an output layer that stretches the latents over [-1, 2]: both sides of the clamp
+    t = {
+        **t,
+        "encoder.2.weight": scale * t["encoder.2.weight"],
+        "encoder.2.bias": scale * (t["encoder.2.bias"] - lo) - 1,
+    }
     clamped = AutoEncoder(init="random", clamp_latent=True)
     clamped.load_state_dict(t)
-    x = torch.rand(2, 1, 33, 36)  # only the height is padded (by 3 rows)
     z = _encode(t, x)
     assert (z < 0).any() and (z > 1).any()
     out = clamped(x)

@@ -527,6 +527,7 @@ def test_joint_validation_parts_columns_and_metrics_by_index():
     from sklearn.metrics import roc_auc_score
 
     rng = np.random.default_rng(7)
+    torch.manual_seed(7)
     n = 30
     x = torch.rand(n, 1, 8, 8)
     x_hat = torch.rand(n, 1, 8, 8)
