@@ -33,8 +33,8 @@ from cxrtool.data.images import ImageIndex
 from cxrtool.data.labels import LABELS
 from cxrtool.data.prepare import prepare_cache
 from cxrtool.data.transforms import classifier_train, joint_train
-from cxrtool.models.checkpoints import build_model
-from cxrtool.training.distributed import pick_device
+from cxrtool.models.registry import create_model
+from cxrtool.runtime.device import pick_device
 from cxrtool.training.signals import ignore_in_worker
 from cxrtool.training.tasks import AutoencoderTask, ClassifierTask, JointTask
 
@@ -60,7 +60,7 @@ def model_speed(
 ) -> float:
     """Training images/s on a fixed in-memory batch (patches count as images for stage 2); `fp16` forces fp16 with
     a GradScaler where the GPU has bf16."""
-    model = build_model(kind).to(device)
+    model = create_model(kind).to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)

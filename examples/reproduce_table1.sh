@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The paper's full protocol on the real ChestX-ray14 with the paper's settings (Ranjan et al., ICVGIP 2018, as
 # reproduced in the report this project follows): split, prepare, stages 1-3, the FMix ablation, evaluation of each
-# on the official test list, and Table 1 with the published columns beside it.
+# on the official test list, and Table 1 with the published columns beside it; then ChestX-ray8's box benchmark
+# (`localize`) for D121 and AECNN of the first seed, compared on the same boxes (`localization.csv`).
 #
 #   bash examples/reproduce_table1.sh DATA_DIR [--out DIR] [--seeds "0 1 2"] [--dry-run]
 #
-# DATA_DIR holds the metadata (Data_Entry_2017_v2020.csv or Data_Entry_2017.csv), the two official lists, and the
-# images in any layout. --dry-run prints the commands without running them. Set LAUNCH to run training on several
+# DATA_DIR holds the metadata (Data_Entry_2017_v2020.csv or Data_Entry_2017.csv), the two official lists,
+# BBox_List_2017.csv (localization is skipped without it), and the images in any layout. --dry-run prints the commands without running them. Set LAUNCH to run training on several
 # GPUs, e.g. LAUNCH="torchrun --nproc_per_node=8" (batch 16 is per process; keep 16 in all with --batch-size 2).
 # A rerun continues where the last one stopped: finished steps are skipped or resumed (--resume), not redone.
 # Set CXR to another cxrtool executable (default: this clone's .venv/bin/cxrtool, installed on first use).
@@ -22,7 +23,7 @@ while [ $# -gt 0 ]; do
     --out) OUT="$2"; shift 2 ;;
     --seeds) SEEDS="$2"; shift 2 ;;
     --dry-run) DRY=1; shift ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     -*) echo "unknown option $1" >&2; exit 2 ;;
     *) DATA="$1"; shift ;;
   esac
@@ -79,4 +80,24 @@ if [ "$(echo $SEEDS | wc -w)" -gt 1 ]; then
 else
   run "$CXR" compare "${d121[0]}" "${aecnn[0]}" "${fmix[0]}" --names D121,AECNN,FMix --reference all \
     --out "$OUT/table1.csv" --overwrite
+fi
+
+# Where do the models look? ChestX-ray8's weakly supervised localization on the test split's radiologist boxes, for
+# the baseline and the compressed-domain model of the first seed, then their pointing compared box by box (McNemar).
+BBOX=""
+for f in "$DATA"/BBox_List_2017.csv "$DATA"/metadata/BBox_List_2017.csv "$DATA"/BBox_List_2017.csv.gz \
+  "$DATA"/metadata/BBox_List_2017.csv.gz; do
+  if [ -f "$f" ]; then BBOX="$f"; break; fi
+done
+if [ -z "$BBOX" ] && [ "$DRY" = 1 ]; then BBOX="$DATA/BBox_List_2017.csv"; fi
+if [ -n "$BBOX" ]; then
+  seed="${SEEDS%% *}"
+  R="$OUT/runs/seed$seed" E="$OUT/evals/seed$seed"
+  run check_ok_or_3 "$CXR" localize --ckpt "$R/d121" --bbox "$BBOX" --images "$DATA" --splits "$OUT/splits.csv" \
+    --out "$E/d121-loc" --overwrite
+  run check_ok_or_3 "$CXR" localize --ckpt "$R/aecnn" --bbox "$BBOX" --images "$DATA" --splits "$OUT/splits.csv" \
+    --out "$E/aecnn-loc" --overwrite
+  run "$CXR" compare "$E/d121-loc" "$E/aecnn-loc" --names D121,AECNN --out "$OUT/localization.csv" --overwrite
+else
+  echo "no BBox_List_2017.csv in $DATA or $DATA/metadata: localization skipped" >&2
 fi

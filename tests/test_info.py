@@ -11,10 +11,9 @@ runner = CliRunner()
 
 
 def test_info_on_each_artifact(tmp_path, synth_small):
-    from tests_support import autoencoder_options, splits_for
+    from tests_support import autoencoder_options, splits_for, train
 
     from cxrtool.data.prepare import prepare_cache
-    from cxrtool.training.stages import train
 
     splits = splits_for(synth_small, tmp_path)
     run = tmp_path / "ae"

@@ -88,3 +88,60 @@ def make_eval(
     metrics = metrics_table(labels, y, probs, n_boot=40, seed=0)
     write_evaluation(path, images=images, labels=labels, probs=probs, targets=y, metrics=metrics, config={"seed": seed})
     return path
+
+
+def make_localization(path: Path, hits: dict[str, list[int]], *, first_image: int = 0) -> Path:
+    """A localization directory whose boxes (one per image) have the given pointing hits per label, with the
+    localization.csv `localize` would write for them (a 50-resample bootstrap)."""
+    import numpy as np
+    import pandas as pd
+
+    from cxrtool.explain.loc_dir import BOX_COLUMNS
+    from cxrtool.explain.scoring import localization_table
+
+    rows = []
+    for label, values in hits.items():
+        for i, hit in enumerate(values):
+            image = f"{first_image + i:08d}_{label}.png"
+            rows.append({"image": image, "label": label, "x": 10.5, "y": 20.25, "w": 30, "h": 40, "pred_x": np.nan,
+                         "pred_y": np.nan, "pred_w": np.nan, "pred_h": np.nan, "iou": 0.0, "iobb": 0.0,
+                         "pointing_hit": hit, "probability": 0.5})  # fmt: skip
+    boxes = pd.DataFrame(rows, columns=list(BOX_COLUMNS))
+    path.mkdir(parents=True)
+    boxes.to_csv(path / "boxes.csv", index=False)
+    localization_table(boxes, list(hits), n_boot=50, seed=0).to_csv(path / "localization.csv", index=False)
+    return path
+
+
+def train(kind: str, options, run: Path, **kwargs):
+    """`cxrtool.training.stages.train` from a kind and a flat options dict (the helpers above), as config.json
+    records them, or from a TrainConfig (what `merge_resume` returns)."""
+    from cxrtool.config.training import TrainConfig
+    from cxrtool.training import stages
+
+    config = options if isinstance(options, TrainConfig) else TrainConfig.from_options(kind, options)
+    return stages.train(config, run, **kwargs)
+
+
+def merge_resume(run: Path, given: dict, kind: str | None = None):
+    """The configuration a resumed run continues with (`stages.resume_config`)."""
+    from cxrtool.training.stages import resume_config
+
+    return resume_config(run, given, kind)
+
+
+def build_stage(kind: str, options: dict, *, resume: bool = False, rank: int = 0):
+    """One stage's datasets, model and task, as `train` builds them."""
+    from cxrtool.config.training import TrainConfig
+    from cxrtool.training.stages import BUILDERS
+
+    return BUILDERS[kind](TrainConfig.from_options(kind, options), resume, rank)
+
+
+def joint_start(options: dict):
+    """The joint model stage 3 starts from, for these (flat) options."""
+    from cxrtool.config.fields import from_flat
+    from cxrtool.config.training import JointConfig
+    from cxrtool.training.joint_init import build_joint
+
+    return build_joint(from_flat(JointConfig, options))[0]

@@ -13,9 +13,10 @@ import threading
 import traceback
 from typing import Annotated, Any
 
-import click
 import typer
+from typer._click.exceptions import NoArgsIsHelpError, UsageError
 from typer.core import TyperCommand
+from typer.exceptions import TyperException
 
 from cxrtool import __version__
 
@@ -34,8 +35,8 @@ class CxrCommand(TyperCommand):
         restore = _sigterm_as_interrupt()
         try:
             return super().invoke(ctx)
-        except (click.exceptions.Exit, click.exceptions.Abort, click.exceptions.ClickException, SystemExit):
-            raise
+        except (typer.Exit, typer.Abort, TyperException, SystemExit):
+            raise  # Typer's own: --help, usage errors, an explicit exit
         except (Exception, KeyboardInterrupt) as e:
             stop_workers()
             if debug():
@@ -47,6 +48,16 @@ class CxrCommand(TyperCommand):
             raise typer.Exit(code) from None
         finally:
             restore()
+
+    def make_context(self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any) -> Any:
+        """A usage error (an unknown option, a bad choice, a missing value) as one line too, not a usage box."""
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except NoArgsIsHelpError:
+            raise
+        except UsageError as e:
+            print(f"error: {e.format_message()} (see `cxrtool {info_name} --help`)", file=sys.stderr, flush=True)
+            raise typer.Exit(e.exit_code) from None
 
 
 def _sigterm_as_interrupt() -> Any:
@@ -108,7 +119,16 @@ def _root(
 
 
 # Registering the commands: this order is the order `cxrtool --help` lists them in (pipeline order).
-COMMAND_MODULES = ("data_cmds", "train_cmds", "codec_cmds", "eval_cmds", "compare_cmd", "report_cmd", "info_cmd")
+COMMAND_MODULES = (
+    "data_cmds",
+    "train_cmds",
+    "codec_cmds",
+    "eval_cmds",
+    "explain_cmds",
+    "compare_cmd",
+    "report_cmd",
+    "info_cmd",
+)
 for _module in COMMAND_MODULES:
     importlib.import_module(f"cxrtool.cli.{_module}")
 

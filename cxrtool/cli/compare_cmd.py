@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -21,7 +21,8 @@ def compare_cmd(
     evals: Annotated[
         list[Path] | None,
         typer.Argument(
-            help="Evaluation directories (`evaluate --out`); the first is the baseline.",
+            help="Evaluation directories (`evaluate --out`), or localization directories (`localize --out`); the "
+            "first is the baseline.",
             show_default=False,
             metavar="EVAL",
         ),
@@ -56,9 +57,11 @@ def compare_cmd(
     is on stderr). `--out` columns: label; per evaluation NAME_auc, NAME_ci_low, NAME_ci_high; per group
     NAME_mean, NAME_sd; per pair p_NAME_vs_FIRST, p_holm_NAME_vs_FIRST; ref_* with --reference; best.
 
+    Localization directories (`localize --out`) are compared by pointing on the same boxes (exact McNemar, Holm).
+
     Example:  cxrtool compare evals/d121 evals/aecnn --names d121,aecnn --reference paper --out table.csv
     """
-    from cxrtool.artifacts import ensure_new, write_csv, write_text
+    from cxrtool.artifacts import ensure_new
     from cxrtool.evaluation.compare import compare_evaluations, display_rows
     from cxrtool.evaluation.eval_dir import Evaluation, read_evaluation
 
@@ -66,6 +69,13 @@ def compare_cmd(
         if out.suffix.lower() not in OUT_SUFFIXES:
             raise InputError(f"--out {out}: the table is written as .csv or .md, not {out.suffix or 'no suffix'!r}")
         ensure_new(out, overwrite=overwrite)
+    from cxrtool.explain.loc_dir import is_localization
+
+    if evals and any(is_localization(path) for path in evals):  # `localize` directories: pointing, McNemar
+        from cxrtool.cli.compare_localization import compare_localization_dirs
+
+        compare_localization_dirs(evals, names=names, others=bool(reference or group), out=out)
+        return
     cache: dict[Path, Evaluation] = {}
 
     def read(path: Path) -> Evaluation:  # one read per directory, however often it is named
@@ -79,11 +89,17 @@ def compare_cmd(
     name_list = [n.strip() for n in names.split(",")] if names is not None else None
     result = compare_evaluations(evaluations, name_list, groups=groups, reference=reference)
 
+    header, rows = display_rows(result)
+    emit_comparison(result, header, rows, title=f"ROC-AUC by label, baseline {result.baseline}", out=out)
+
+
+def emit_comparison(result: Any, header: list[str], rows: list[list[str]], *, title: str, out: Path | None) -> None:
+    """Notes and method on stderr, the table on stdout (the method below it off a terminal), --out as CSV or .md."""
+    from cxrtool.artifacts import write_csv, write_text
+
     for note in result.notes:
         log(note)
     log(result.method)
-    header, rows = display_rows(result)
-    title = f"ROC-AUC by label, baseline {result.baseline}"
     emit_table(header, rows, title=title)
     if not sys.stdout.isatty():
         print(f"\n{result.method}", flush=True)

@@ -28,7 +28,10 @@ def codec_report_cmd(
     ckpt: Annotated[
         Path, typer.Option("--ckpt", help="Autoencoder or joint checkpoint: a run directory or a .safetensors file.")
     ],
-    out: Annotated[Path, typer.Option("--out", help="CSV to write: method, setting, bpp, psnr, ssim, images.")],
+    out: Annotated[
+        Path,
+        typer.Option("--out", help="CSV to write: method, setting, bpp, psnr, ssim, images; the plot goes beside it."),
+    ],
     size: Annotated[
         int | None, typer.Option(help="Resize every image to SIZE×SIZE first (896 for a joint model).", min=11)
     ] = None,
@@ -39,24 +42,28 @@ def codec_report_cmd(
     dicom_window: DicomWindow = "file",
     overwrite: Overwrite = False,
 ) -> None:
-    """Rate and quality of the autoencoder (uint8 and float16 latents), bicubic and Lanczos 4× down-and-up sampling,
-    and JPEG, WebP and JPEG 2000 at the one setting whose bits per pixel over the set are nearest the uint8 latent's.
+    """Rate and quality of the autoencoder (uint8 latents raw and losslessly coded as PNG and WebP, float16
+    latents), bicubic and Lanczos 4× down-and-up sampling, and JPEG, WebP and JPEG 2000 at the one setting whose bits
+    per pixel over the set are nearest the raw uint8 latent's; report.png (beside the CSV, same name) plots PSNR and
+    SSIM against bpp for every row.
 
-    bpp = 8·bytes / pixels over the whole set: the latent's payload (1 or 2 bytes per value, no store header), the
-    downsampled 8-bit image, or whole codec files with headers. PSNR is the mean of per-image 8-bit PSNR; SSIM is
-    Wang et al. 2004 (Gaussian σ=1.5, data range 255). The table marks the best PSNR and SSIM (`best`); the float16
-    row spends twice the bits. Each codec search encodes every image ~10 times: expect minutes on a hundred 1024²
-    images, or use --limit.
+    bpp = 8·bytes / pixels over the whole set: the latent's payload (1 or 2 bytes per value, or the coded file; no
+    store header), the downsampled 8-bit image, or whole codec files with headers. PSNR is the mean of per-image
+    8-bit PSNR; SSIM is Wang et al. 2004 (Gaussian σ=1.5, data range 255). The table marks the best PSNR and SSIM
+    (`best`); the float16 row spends twice the bits. Each codec search encodes every image ~10 times: expect minutes
+    on a hundred 1024² images, or use --limit.
 
     Example:  cxrtool codec-report data/images --ckpt runs/ae --out report.csv --limit 40
     """
     from cxrtool.artifacts import ensure_new, write_csv
-    from cxrtool.compression.report import best_marks, codec_report, list_images
+    from cxrtool.compression.report import best_marks, codec_report, list_images, plot_rate_distortion
 
     use_dicom_window(dicom_window)
     if out.is_dir():
         raise InputError(f"--out {out} is a folder; give the path of the CSV to write")
     ensure_new(out, overwrite=overwrite)
+    plot = out.with_suffix(".png") if out.suffix.lower() != ".png" else out.with_suffix(".rd.png")
+    ensure_new(plot, overwrite=overwrite)
     names = [c.strip() for c in codecs.split(",") if c.strip()] if codecs is not None else None
     if names is not None and not names:
         raise InputError("--codecs is empty; name at least one of jpeg, webp, jpeg2000 or leave the option out")
@@ -73,7 +80,10 @@ def codec_report_cmd(
     rows = [[*_cells(record), mark] for record, mark in zip(table.to_dict("records"), best_marks(table))]
     emit_table(header, rows, title=f"Codec report: {int(table['images'].iloc[0])} images, ckpt {ckpt}")
     write_csv(out, table)
-    log(f"wrote {out} in {time.perf_counter() - started:.1f} s")
+    left_off = plot_rate_distortion(table, plot)
+    if left_off:
+        warn(f"{plot}: left off the plot (PSNR is inf): {', '.join(left_off)}")
+    log(f"wrote {out} and {plot} in {time.perf_counter() - started:.1f} s")
     if report.skipped:
         for path, why in report.skipped[:10]:
             log(f"skipped {path}: {why}")

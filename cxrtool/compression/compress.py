@@ -1,9 +1,17 @@
 """`cxrtool compress`: every image under a folder through a checkpoint's encoder into a latent store (SPEC §5).
 
     IN_DIR ── sorted listing ── image k → shard k // S ── part i/N takes shards k % N == i
-    DataLoader workers: read, single channel, [--size resize], edge-pad to ×4 ──► main: FastEncoder (one thread)
-    ──► uint8 round(clamp(z,0,1)·255) | float16 z ──► ShardWriter ── whole shard renamed into place
+    worker processes (one per core by default), each image where it is read:
+        read, single channel, [--size resize], edge-pad to ×4 ── FastEncoder (one thread; 8-bit pixels as they are)
+        ── uint8 round(clamp(z,0,1)·255) [── PNG | WebP, lossless] | float16 z        (LatentFormat.pack)
+    ──► main process, in listing order: ShardWriter ── whole shard renamed into place
     ──► manifest.csv, errors.csv (rebuilt from the shards after each one) ──► summary.json
+
+Only the coded latents (~30 kB for a 1024² image) cross between processes, and the main process only writes, so
+every core decodes and encodes: `compress` runs near the rate at which the cores can merely decode the source files
+(`benchmarks/bench_compress.py`). Every worker computes exactly what one process would (one intra-op thread each,
+the same code), and the main process takes the results in listing order, so the files are byte-identical whatever
+the worker count.
 
 The assignment of images to shards depends on the listing alone, never on failures or on what is done, so a rerun
 skips the shards that exist and redoes the rest, and N parts merged give a single run's files.
@@ -11,10 +19,15 @@ skips the shards that exist and redoes the rest, and N parts merged give a singl
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import itertools
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Generator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -22,19 +35,21 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
 
 from cxrtool.artifacts import write_json
 from cxrtool.compression import store as fmt
 from cxrtool.compression import store_write as write
 from cxrtool.compression.fast_encoder import FastEncoder
+from cxrtool.compression.latent_format import LatentCodingError, LatentFormat
+from cxrtool.compression.pixel_view import pixels
 from cxrtool.data.dicom import dicom_window
 from cxrtool.data.images import IMAGE_SUFFIXES, ImageReadError, image_header, list_image_files, open_image, to_unit
 from cxrtool.data.transforms import resize
-from cxrtool.errors import InputError, Interrupted
+from cxrtool.errors import InputError, Interrupted, RunFailure
 from cxrtool.log import warn
 from cxrtool.models.autoencoder import SCALE, make_decoder, make_encoder
 from cxrtool.models.checkpoints import encoder_identity, load_parts, read_info
+from cxrtool.parallel import cpu_cores
 from cxrtool.training.signals import ignore_in_worker
 
 Progress = Callable[[int], None]
@@ -68,11 +83,16 @@ class CompressOptions:
     ckpt: Path
     size: int | None = None  # None: full resolution
     dtype: str = "uint8"
+    entropy: str | None = None  # lossless coding of uint8 latents; None: png for uint8, none for float16
     shard_size: int = 1024
     part: tuple[int, int] = (0, 1)  # (i, N): this worker takes the shards k with k % N == i
-    workers: int = 0
+    workers: int | None = None  # processes that read and encode; None: one per CPU core, 0: this process alone
     strict: bool = False
     overwrite: bool = False
+
+    @property
+    def format(self) -> LatentFormat:
+        return LatentFormat.for_options(self.dtype, self.entropy)
 
 
 @dataclass(frozen=True)
@@ -120,8 +140,9 @@ def part_out_dir(out: Path, part: tuple[int, int], from_env: bool) -> Path:
 
 
 def _check_options(options: CompressOptions) -> None:
-    if options.dtype not in fmt.DTYPES:
-        raise InputError(f"--dtype must be uint8 or float16, not {options.dtype!r}")
+    LatentFormat.for_options(options.dtype, options.entropy)  # InputError on a bad --dtype or --entropy
+    if options.workers is not None and options.workers < 0:
+        raise InputError(f"--workers must be 0 or more, not {options.workers}")
     if options.size is not None and (options.size < SCALE or options.size % SCALE):
         raise InputError(f"--size must be a positive multiple of {SCALE} (e.g. 896), not {options.size}")
     if options.shard_size < 1:
@@ -157,7 +178,8 @@ def prepare_out_dir(
     if diffs:
         raise InputError(
             f"OUT_DIR {out} is a store made with other settings: {'; '.join(diffs)}. A rerun resumes only with the "
-            "same checkpoint, --dtype, --size, --shard-size and --shard; pass --overwrite to start afresh"
+            "same checkpoint, --dtype, --entropy (dtype uint8 is --entropy none), --size, --shard-size and --shard; "
+            "pass --overwrite to start afresh"
         )
 
 
@@ -185,7 +207,7 @@ def done_shards(out: Path, plan: Plan, settings: dict[str, Any]) -> dict[int, fm
 
 class Item(NamedTuple):
     rel: str
-    x: torch.Tensor | None  # 1×1×H×W in [0, 1], sides multiples of 4
+    x: torch.Tensor | None  # 1×1×H×W, sides multiples of 4: uint8 pixels of an 8-bit image, else float32 in [0, 1]
     width: int
     height: int
     mode: str
@@ -194,7 +216,10 @@ class Item(NamedTuple):
 
 
 def load_item(root: Path, rel: str, size: int | None) -> Item:
-    """Read one image as the encoder takes it; an unreadable file becomes an Item with an error (named by rel)."""
+    """Read one image as the encoder takes it; an unreadable file becomes an Item with an error (named by rel).
+
+    An 8-bit image stays 8-bit, and uncopied where Pillow allows (`pixel_view`): FastEncoder reads uint8 as x/255
+    with the 1/255 in its weights, which spares a float copy of every image (~1 ms of the ~25 ms an image costs)."""
     path = root / rel
     try:
         file_bytes = path.stat().st_size
@@ -204,42 +229,119 @@ def load_item(root: Path, rel: str, size: int | None) -> Item:
         return Item(rel, None, 0, 0, "", 0, str(e).replace(str(path), rel))
     if size is not None:
         img = resize(img, size)  # as the evaluation transforms do, so `evaluate --latents` matches the images
-    x = to_unit(img)
+    x = pixels(img) if img.mode == "L" else to_unit(img)
     pad = ((0, -x.shape[0] % SCALE), (0, -x.shape[1] % SCALE))
     if pad[0][1] or pad[1][1]:
         x = np.pad(x, pad, mode="edge")
     return Item(rel, torch.from_numpy(np.ascontiguousarray(x))[None, None], width, height, mode, file_bytes, None)
 
 
-class _Images(Dataset):
-    def __init__(self, root: Path, rels: Sequence[str], size: int | None) -> None:
-        self.root, self.rels, self.size = Path(root), list(rels), size
+class Encoded(NamedTuple):
+    """One image as a worker hands it to the main process: its record and its latent as stored."""
+
+    rel: str
+    width: int
+    height: int
+    mode: str
+    file_bytes: int
+    shape: tuple[int, int]  # the latent's H×W
+    data: bytes  # the latent's bytes in the shard (LatentFormat.pack)
+    outside: int  # latent values outside [0, 1] before any clamping
+    error: str | None
+
+
+class _EncodedImages:
+    """Each image read, encoded and coded where it is read: in a worker process, which builds its own encoder on
+    first use (FastEncoder keeps work buffers), or in this process with --workers 0."""
+
+    def __init__(self, root: Path, rels: Sequence[str], size: int | None, codec: Codec, form: LatentFormat) -> None:
+        self.root, self.rels, self.size, self.codec, self.form = Path(root), list(rels), size, codec, form
+        self._encode: Callable[[torch.Tensor], tuple[bytes, tuple[int, int], int]] | None = None
 
     def __len__(self) -> int:
         return len(self.rels)
 
-    def __getitem__(self, i: int) -> Item:
-        return load_item(self.root, self.rels[i], self.size)
+    def __getitem__(self, i: int) -> Encoded:
+        item = load_item(self.root, self.rels[i], self.size)
+        error = item.error
+        if error is None:
+            if self._encode is None:
+                self._encode = latent_fn(self.codec, self.form)
+            assert item.x is not None, "an Item without an error has its pixels"
+            try:
+                data, shape, outside = self._encode(item.x)
+            except LatentCodingError as e:
+                error = str(e)
+            else:
+                return Encoded(
+                    item.rel, item.width, item.height, item.mode, item.file_bytes, shape, data, outside, None
+                )
+        return Encoded(item.rel, 0, 0, "", 0, (0, 0), b"", 0, error)
 
 
-def _keep(item: Item) -> Item:
-    return item
-
-
-def latent_fn(codec: Codec, dtype: str) -> Callable[[torch.Tensor], tuple[np.ndarray, int]]:
-    """x → (stored latent, count of values outside [0, 1]); a joint model's latent is clamped by the model."""
+def latent_fn(codec: Codec, form: LatentFormat) -> Callable[[torch.Tensor], tuple[bytes, tuple[int, int], int]]:
+    """x → (the latent as stored, its H×W, count of values outside [0, 1]); a joint model's latent is clamped by the
+    model. Run it with one intra-op thread (as the workers and `compress_folder` do)."""
     fast = FastEncoder(codec.module("encoder"))
     clamp = codec.kind == "joint"
+    scratch = np.empty(0, np.float32)  # quantise's, kept between images of one size
 
-    def encode(x: torch.Tensor) -> tuple[np.ndarray, int]:
-        z = fast(x)[0, 0]
-        z = z.clamp(0.0, 1.0) if clamp else z
-        outside = int(((z < 0) | (z > 1)).sum())
-        if dtype == "uint8":
-            return z.clamp(0.0, 1.0).mul_(255.0).round_().to(torch.uint8).numpy(), outside
-        return z.half().numpy(), outside
+    def encode(x: torch.Tensor) -> tuple[bytes, tuple[int, int], int]:
+        nonlocal scratch
+        z = fast(x)[0, 0].numpy()
+        if clamp:
+            np.clip(z, 0.0, 1.0, out=z)
+        outside = int(np.count_nonzero((z < 0) | (z > 1)))
+        if scratch.shape != z.shape:
+            scratch = np.empty_like(z)
+        values = form.quantise(z, scratch=scratch)
+        return form.pack(values), (int(values.shape[0]), int(values.shape[1])), outside
 
     return encode
+
+
+_images: _EncodedImages | None = None  # in a worker process: the images it encodes
+MAX_CHUNK = 16  # images per task at most: a task costs the main process ~0.7 ms here (futures, pipes, pickles)
+
+
+def _start_worker(images: _EncodedImages) -> None:
+    ignore_in_worker(0)  # signals are the main process's; one intra-op thread, as in the main process
+    global _images
+    _images = images
+
+
+def _encode_chunk(indices: range) -> list[Encoded]:
+    assert _images is not None, "_start_worker runs first"
+    return [_images[i] for i in indices]
+
+
+def _in_order(images: _EncodedImages, workers: int) -> Generator[Encoded, None, None]:
+    """Every image, encoded, in order: here (`workers` 0), or by worker processes taking chunks of up to MAX_CHUNK
+    images, at most 4 chunks per worker in flight (memory stays flat). A plain process pool rather than a
+    DataLoader, whose per-item bookkeeping cost the main process ~0.5 ms an image; a worker that dies (killed for
+    memory) fails the run instead of hanging it."""
+    workers = min(workers, len(images))
+    if workers == 0:
+        yield from (images[i] for i in range(len(images)))
+        return
+    size = max(1, min(MAX_CHUNK, len(images) // (4 * workers)))  # small runs: small chunks, every worker busy
+    chunks = (range(i, min(i + size, len(images))) for i in range(0, len(images), size))
+    pending: deque[Future[list[Encoded]]] = deque()
+    pool = ProcessPoolExecutor(workers, initializer=_start_worker, initargs=(images,))
+    try:
+        pending.extend(pool.submit(_encode_chunk, chunk) for chunk in itertools.islice(chunks, 4 * workers))
+        while pending:
+            try:
+                chunk = pending.popleft().result()
+            except BrokenProcessPool:
+                raise RunFailure(
+                    "a worker process of `compress` died (out of memory?); the finished shards are kept: run the "
+                    "same command again, with fewer --workers if memory is short"
+                ) from None
+            pending.extend(pool.submit(_encode_chunk, chunk) for chunk in itertools.islice(chunks, 1))
+            yield from chunk
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # the running chunks finish (a fraction of a second)
 
 
 def _encode_shards(
@@ -253,34 +355,32 @@ def _encode_shards(
     workers: int,
     strict: bool,
     progress: Progress | None,
-) -> Iterator[fmt.ShardInfo]:
+) -> Generator[fmt.ShardInfo, None, None]:
     """Encode the shards in `todo`, yielding each one's info once it is on disk."""
-    dataset = _Images(in_dir, [rel for k in todo for rel in plan.members(k)], settings["size"])
-    loader = DataLoader(
-        dataset, batch_size=None, collate_fn=_keep, num_workers=workers, worker_init_fn=ignore_in_worker
-    )
-    encode, items = latent_fn(codec, settings["dtype"]), iter(loader)
-    for k in todo:
-        records, errors, outside = [], [], 0
-        with write.ShardWriter(out / fmt.shard_name(k), settings["dtype"]) as writer:
-            for _ in plan.members(k):
-                item = next(items)
-                if item.error is not None:
-                    if strict:
-                        raise InputError(f"{item.error} (--strict stops at the first unreadable image)")
-                    errors.append((item.rel, item.error))
-                else:
-                    latent, n_out = encode(item.x)
-                    nbytes = writer.add(item.rel, latent)
-                    outside += n_out
-                    h, w = latent.shape
-                    records.append(
-                        fmt.Record(item.rel, item.width, item.height, item.mode, item.file_bytes, h, w, nbytes)
-                    )
-                if progress:
-                    progress(1)
-            writer.finish(write.shard_metadata(settings, k, records, errors, outside))
-        yield fmt.read_shard(out / fmt.shard_name(k))
+    form = LatentFormat.parse(settings["dtype"])
+    images = _EncodedImages(in_dir, [rel for k in todo for rel in plan.members(k)], settings["size"], codec, form)
+    items = _in_order(images, workers)
+    with contextlib.closing(items):  # on any exit, the workers stop before this returns
+        for k in todo:
+            records, errors, outside = [], [], 0
+            with write.ShardWriter(out / fmt.shard_name(k), form) as writer:
+                for _ in plan.members(k):
+                    item = next(items)
+                    if item.error is not None:
+                        if strict:
+                            raise InputError(f"{item.error} (--strict stops at the first unreadable image)")
+                        errors.append((item.rel, item.error))
+                    else:
+                        nbytes = writer.add(item.rel, item.data, item.shape)
+                        outside += item.outside
+                        h, w = item.shape
+                        records.append(
+                            fmt.Record(item.rel, item.width, item.height, item.mode, item.file_bytes, h, w, nbytes)
+                        )
+                    if progress:
+                        progress(1)
+                writer.finish(write.shard_metadata(settings, k, records, errors, outside))
+            yield fmt.read_shard(out / fmt.shard_name(k))
 
 
 def compress_folder(
@@ -303,7 +403,7 @@ def compress_folder(
     plan = Plan(list_image_files(in_dir), options.shard_size, options.part)
     if not plan.rel_paths:
         raise InputError(f"IN_DIR {in_dir} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-    settings = {"encoder_sha256": codec.identity, "dtype": options.dtype, "size": options.size}
+    settings: dict[str, Any] = {"encoder_sha256": codec.identity, "dtype": options.format.name, "size": options.size}
     settings["shard_size"] = options.shard_size
     prepare_out_dir(in_dir, out, settings, options.part, overwrite=options.overwrite)
     fields = _fields(in_dir, out, plan, codec, options)
@@ -315,27 +415,29 @@ def compress_folder(
     if progress:
         progress(sum(len(plan.members(k)) for k in done))
     infos, todo = dict(done), [k for k in plan.assigned if k not in done]
+    workers = cpu_cores() if options.workers is None else options.workers
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # FastEncoder's slabs suit one thread; the workers decode in parallel
+    torch.set_num_threads(1)  # as in every worker: FastEncoder's slabs suit one thread, and the results must match
     try:
         shards = _encode_shards(
-            in_dir, out, plan, todo, codec, settings, workers=options.workers, strict=options.strict, progress=progress
+            in_dir, out, plan, todo, codec, settings, workers=workers, strict=options.strict, progress=progress
         )
-        for info in shards:
-            infos[info.index] = info
-            write.write_tables(out, infos.values(), options.dtype)
-            if after_shard:
-                after_shard(info)
+        with contextlib.closing(shards):
+            for info in shards:
+                infos[info.index] = info
+                write.write_tables(out, infos.values(), settings["dtype"])
+                if after_shard:
+                    after_shard(info)
     except KeyboardInterrupt:
         raise Interrupted(
             f"stopped; the {len(infos)} finished shard(s) in {out} are kept: run the same command again to continue"
         ) from None
     finally:
         torch.set_num_threads(threads)
-    write.write_tables(out, infos.values(), options.dtype)
+    write.write_tables(out, infos.values(), settings["dtype"])
     seconds = time.perf_counter() - start
     encoded_now = sum(len(infos[k].records) for k in todo)
-    fields.update(seconds=seconds, encoded_this_run=encoded_now, images_per_s=encoded_now / seconds)
+    fields.update(seconds=seconds, encoded_this_run=encoded_now, images_per_s=encoded_now / seconds, workers=workers)
     ordered = [infos[k] for k in sorted(infos)]
     summary = write.build_summary(ordered, settings=settings, part=options.part, complete=True, fields=fields)
     write_json(out / fmt.SUMMARY, summary)
@@ -357,7 +459,9 @@ def _fields(in_dir: Path, out: Path, plan: Plan, codec: Codec, options: Compress
         "shards_expected": len(plan.assigned),
         "listing_sha256": hashlib.sha256("\n".join(plan.rel_paths).encode()).hexdigest(),
         "latent_clamp": clamp,
+        "entropy": options.format.entropy,
         "bytes_out_counts": "shard files on disk, headers included",
+        "seconds_counts": "wall time of this run from its start (after imports) to its last store file",
         "bytes_in_counts": "the encoded images' files",
         "dicom_window": dicom_window(),  # how DICOM inputs were read (--dicom-window)
         "config": {**asdict(options), "in_dir": str(in_dir), "out_dir": str(out), "part": list(options.part)},

@@ -1,6 +1,7 @@
 """`cxrtool decompress`: a latent store back to 8-bit images through the decoder of the checkpoint that made it.
 
-    shard latents (float32) ── decoder (Conv3×3 → PixelShuffle(4) → ClippedReLU) ── crop to the original size
+    shard latents (raw, or PNG/WebP decoded: Store.iter_latents) ── float32
+    ── decoder (Conv3×3 → PixelShuffle(4) → ClippedReLU) ── crop to the original size
     ── round to 8 bits ── REC_DIR/<rel_path with .png or .dcm> (encoding in threads; each file renamed into place)
 
 A store made with `--size S` decodes to S×S images (the size that was encoded), not to the original size.

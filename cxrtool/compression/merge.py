@@ -88,7 +88,7 @@ def merge_parts(
     if len(infos) != expected:
         raise InputError(f"the parts hold {len(infos)} shards where their summaries promise {expected}")
     write.write_tables(out, infos, first["dtype"])
-    keep = ("in_dir", "ckpt", "ckpt_kind", "images_total", "listing_sha256", "latent_clamp", "dicom_window")
+    keep = ("in_dir", "ckpt", "ckpt_kind", "images_total", "listing_sha256", "latent_clamp", "dicom_window", "entropy")
     fields = {k: first.get(k) for k in keep}
     fields.update(
         shards_expected=expected,

@@ -1,6 +1,7 @@
 """The codec report: the autoencoder against classic codecs at the same rate, on one set of images.
 
     image (8-bit) ─┬─ encoder ─ z ─┬─ round(clamp(z,0,1)·255)/255 ─ decoder ─► x̂   autoencoder uint8    1 B/latent
+                   │               │    └─ PNG / lossless WebP of those bytes ───► the same x̂, uint8+png, uint8+webp
                    │               └─ z as float16 ────────────────── decoder ─► x̂   autoencoder float16  2 B/latent
                    ├─ down 4× and up (bicubic, Lanczos) ───────────────────────► x̂   same 8-bit samples as uint8
                    └─ JPEG / WebP / JPEG 2000 at the one setting whose pooled bpp is nearest the uint8 row's ─► x̂
@@ -12,9 +13,11 @@ Gaussian σ = 1.5, data range 255), both on the 8-bit-rounded reconstruction.
 Bits per pixel are pooled over the set, 8·Σbytes / Σpixels of the images as scored (after `size`), the definition of
 `search_setting_for_set` and of a latent store's summary.json:
 * autoencoder: the latent's payload, ceil(H/4)·ceil(W/4) values of 1 byte (uint8) or 2 (float16), so 0.5 and 1.0
-  bpp when both sides are multiples of 4 and a little more otherwise (the edge padding is stored too). A latent store
-  adds its shard header and manifest on top; that overhead is tiny per image, and `compress` reports the bpp of the
-  bytes on disk in its summary.json;
+  bpp when both sides are multiples of 4 and a little more otherwise (the edge padding is stored too); the coded rows
+  count the PNG or WebP files `compress --entropy` stores, whole (`LatentFormat.pack`). Their coding is lossless
+  (checked here on every image), so they share the uint8 row's reconstructions and scores. A latent store adds its
+  shard header and manifest on top; that overhead is tiny per image, and `compress` reports the bpp of the bytes on
+  disk in its summary.json;
 * bicubic and Lanczos: the 8-bit downsampled image, the same count of bytes as the uint8 latent;
 * JPEG, WebP, JPEG 2000: whole files, headers included (a few hundred bytes each, which matters on small images).
 
@@ -43,8 +46,9 @@ from cxrtool.compression.baselines import (
     resample_roundtrip,
     search_setting_for_set,
 )
+from cxrtool.compression.latent_format import LatentFormat
 from cxrtool.data.images import IMAGE_SUFFIXES, ImageReadError, list_image_files, open_image, to_unit
-from cxrtool.errors import InputError
+from cxrtool.errors import InputError, RunFailure
 from cxrtool.evaluation.quality import SSIM_WINDOW, psnr_8bit, ssim
 
 COLUMNS = ("method", "setting", "bpp", "psnr", "ssim", "images")
@@ -140,10 +144,26 @@ def _pooled_bpp(images: Sequence[np.ndarray], bytes_per_image: Callable[[np.ndar
     return 8.0 * sum(bytes_per_image(a) for a in images) / sum(a.size for a in images)
 
 
+def coded_forms() -> tuple[list[LatentFormat], list[str]]:
+    """The lossless codings of the uint8 latent this Pillow can write, and a warning for one it cannot."""
+    forms, warnings = [LatentFormat("uint8", "png")], []
+    try:
+        forms.append(LatentFormat("uint8", "webp"))
+    except InputError as e:
+        warnings.append(f"left out the uint8+webp row: {e}")
+    return forms, warnings
+
+
 def autoencoder_rows(
-    model: object, images: Sequence[np.ndarray], *, clamp_latent: bool, progress: ProgressFactory = _no_progress
+    model: object,
+    images: Sequence[np.ndarray],
+    *,
+    clamp_latent: bool,
+    forms: Sequence[LatentFormat] = (),
+    progress: ProgressFactory = _no_progress,
 ) -> tuple[list[dict], list[str]]:
-    """The uint8 and float16 rows of an autoencoder or joint model (anything with `.encoder` and `.decoder`)."""
+    """The uint8 row, a row per lossless coding in `forms` (see `coded_forms`) and the float16 row of an autoencoder
+    or joint model (anything with `.encoder` and `.decoder`)."""
     import torch
 
     from cxrtool.compression.fast_encoder import FastEncoder
@@ -151,6 +171,7 @@ def autoencoder_rows(
 
     encoder, decoder = FastEncoder(model.encoder), model.decoder.eval()  # type: ignore[attr-defined]
     u8, f16 = _Scores(), _Scores()
+    coded_bytes = dict.fromkeys((f.name for f in forms), 0)
     outside = values = 0
     with progress("autoencoder", len(images)) as advance, torch.inference_mode():
         for image in images:
@@ -161,8 +182,10 @@ def autoencoder_rows(
             z = z.clamp(0.0, 1.0) if clamp_latent else z
             outside += int(((z < 0) | (z > 1)).sum())
             values += z.numel()
-            quantised = torch.round(z.clamp(0.0, 1.0) * 255.0) / 255.0
-            x_hat = decoder(torch.cat([quantised, z.half().float()]))[..., :h, :w].numpy()
+            stored = torch.round(z.clamp(0.0, 1.0) * 255.0)
+            for form in forms:
+                coded_bytes[form.name] += _coded_size(form, stored[0, 0].to(torch.uint8).numpy())
+            x_hat = decoder(torch.cat([stored / 255.0, z.half().float()]))[..., :h, :w].numpy()
             u8.add(image, x_hat[0, 0])
             f16.add(image, x_hat[1, 0])
             advance()
@@ -170,17 +193,25 @@ def autoencoder_rows(
     def latent_values(image: np.ndarray) -> int:
         return math.prod(downsampled_shape(image.shape, SCALE))
 
-    rows = [
-        u8.row("autoencoder", "uint8", _pooled_bpp(images, latent_values)),
-        f16.row("autoencoder", "float16", _pooled_bpp(images, lambda a: 2 * latent_values(a))),
-    ]
+    rows = [u8.row("autoencoder", "uint8", _pooled_bpp(images, latent_values))]
+    pixels = sum(a.size for a in images)
+    rows += [u8.row("autoencoder", name, 8.0 * size / pixels) for name, size in coded_bytes.items()]
+    rows.append(f16.row("autoencoder", "float16", _pooled_bpp(images, lambda a: 2 * latent_values(a))))
     notes = []
     if not clamp_latent:
         notes.append(
             f"autoencoder: {outside / values:.4%} of latent values lie outside [0, 1] (stage-2 latents are not "
-            "clamped); the uint8 row clips them, the float16 row keeps them"
+            "clamped); the uint8 rows clip them, the float16 row keeps them"
         )
     return rows, notes
+
+
+def _coded_size(form: LatentFormat, latent: np.ndarray) -> int:
+    """Bytes of the coded latent, once its decoding is checked to give the latent back exactly."""
+    data = form.pack(latent)
+    if not np.array_equal(form.unpack(np.frombuffer(data, np.uint8), latent.shape), latent):
+        raise RunFailure(f"{form.name} did not give a latent back exactly; this is a bug, please report it")
+    return len(data)
 
 
 def resampling_rows(images: Sequence[np.ndarray], *, progress: ProgressFactory = _no_progress) -> list[dict]:
@@ -244,7 +275,9 @@ def codec_report(
     images, skipped = load_references(paths, size=size, progress=progress)
     if not images:
         raise InputError(f"none of the {len(paths)} image(s) could be used; first problem: {skipped[0][1]}")
-    rows, notes = autoencoder_rows(model, images, clamp_latent=info.kind == "joint", progress=progress)
+    forms, form_warnings = coded_forms()
+    warnings += form_warnings
+    rows, notes = autoencoder_rows(model, images, clamp_latent=info.kind == "joint", forms=forms, progress=progress)
     rows += resampling_rows(images, progress=progress)
     for codec in chosen:
         row, codec_warnings = codec_row(images, codec, rows[0]["bpp"], progress=progress)
@@ -267,3 +300,48 @@ def best_marks(table: pd.DataFrame) -> list[str]:
         for i in np.flatnonzero(values == np.nanmax(values)):
             marks[i].append(metric)
     return [", ".join(m) for m in marks]
+
+
+def plot_rate_distortion(table: pd.DataFrame, path: Path) -> list[str]:
+    """PSNR and SSIM against bits per pixel for every row of the report (report.png): the autoencoder's points as
+    stars joined in order of rate, each other method as one labelled circle. Returns the rows left off the plot
+    (an infinite PSNR cannot be drawn)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from cxrtool.artifacts import atomic_path
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
+    left_off: list[str] = []
+    ae = table[table["method"] == "autoencoder"].sort_values("bpp")
+    others = table[table["method"] != "autoencoder"]
+    for ax, metric, label in ((axes[0], "psnr", "PSNR (dB)"), (axes[1], "ssim", "SSIM")):
+        keep = np.isfinite(ae[metric].to_numpy(dtype=float))
+        left_off += [f"autoencoder {setting}" for setting in ae["setting"][~keep]]
+        finite = ae[keep]
+        ax.plot(finite["bpp"], finite[metric], "-", color="C3", lw=0.8, alpha=0.6)
+        ax.plot(finite["bpp"], finite[metric], "*", color="C3", ms=13, label="autoencoder", ls="none")
+        for k, row in enumerate(finite.itertuples()):  # neighbours (png, webp) labelled below and above in turn
+            ax.annotate(row.setting, (row.bpp, getattr(row, metric)), textcoords="offset points",
+                        xytext=(-4, -13 if k % 2 else 8), fontsize=7, color="C3")  # fmt: skip
+        for i, row in enumerate(others.itertuples()):
+            value = getattr(row, metric)
+            if not math.isfinite(value):
+                left_off.append(f"{row.method} {row.setting}")
+                continue
+            ax.plot(row.bpp, value, "o", color=f"C{i if i < 3 else i + 1}", ms=7, label=row.method)  # C3: ae
+            ax.annotate(row.method, (row.bpp, value), textcoords="offset points", xytext=(6, 4), fontsize=7)
+        ax.set_xlim(0, 1.1 * float(table["bpp"].max()) if len(table) else 1)  # room for the labels
+        ax.set_xlabel("bits per pixel")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7, loc="upper right")
+    images = int(table["images"].iloc[0]) if len(table) else 0
+    fig.suptitle(f"Rate and distortion on {images} image(s)", fontsize=10)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return sorted(set(left_off))

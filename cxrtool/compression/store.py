@@ -10,6 +10,11 @@ A shard is self-contained: its metadata holds the settings, the encoder identity
 (original size and mode, file bytes) and of its failures, so manifest.csv, errors.csv and the totals are rebuilt from
 the shards alone. That is what makes a resumed run, or a merge of parts, reproduce an uninterrupted run's files.
 
+A latent is stored raw (an H×W uint8 or float16 tensor) or losslessly coded (a 1-D uint8 tensor holding a PNG or
+WebP file; the shard's `cxrtool.latent_shapes` gives each H×W): `latent_format.LatentFormat` owns that round trip,
+and the store's `dtype` (`uint8`, `float16`, `uint8+png`, `uint8+webp`) names it. Stores written before coding
+existed are the raw forms, read as they always were.
+
 This module holds the format and the reading side (`open_store`, `Store.read`, `check_identity`, for `decompress`
 and `evaluate --latents`); `store_write` the writing side.
 """
@@ -26,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from cxrtool.artifacts import read_json, read_safetensors_header
+from cxrtool.compression.latent_format import LatentFormat
 from cxrtool.errors import InputError
 
 FORMAT = "cxrtool-latents"
@@ -44,7 +50,6 @@ MANIFEST_COLUMNS = (
     "bytes",
 )
 ERROR_COLUMNS = ("rel_path", "error")
-DTYPES = {"uint8": ("U8", np.dtype("u1")), "float16": ("F16", np.dtype("<f2"))}
 # What must match between a store, its shards and a rerun (or the parts of a merge).
 SETTINGS = ("encoder_sha256", "dtype", "size", "shard_size")
 
@@ -76,7 +81,7 @@ class Record:
     file_bytes: int
     latent_height: int
     latent_width: int
-    bytes: int  # the latent's bytes in the shard (its tensor data)
+    bytes: int  # the latent's bytes in the shard (its tensor data: raw values or a coded file)
 
 
 @dataclass(frozen=True)
@@ -114,14 +119,19 @@ def read_shard(path: Path) -> ShardInfo:
             "size": None if size == "full" else int(size),
             "shard_size": int(meta["cxrtool.shard_size"]),
         }
+        images = json.loads(meta["cxrtool.images"])
+        coded = LatentFormat.parse(str(settings["dtype"])).coded
+        # A coded latent's tensor is its file's bytes; its H×W is kept beside the records.
+        shapes = json.loads(meta["cxrtool.latent_shapes"]) if coded else [tensors[i[0]]["shape"] for i in images]
+        if len(shapes) != len(images):
+            raise ValueError(f"{len(shapes)} latent shapes for {len(images)} images")
         records = []
-        for rel, width, height, mode, file_bytes in json.loads(meta["cxrtool.images"]):
+        for (rel, width, height, mode, file_bytes), (h, w) in zip(images, shapes):
             start, end = tensors[rel]["data_offsets"]
-            h, w = tensors[rel]["shape"]
             records.append(Record(rel, width, height, mode, file_bytes, h, w, end - start))
         errors = [(rel, message) for rel, message in json.loads(meta["cxrtool.errors"])]
         index, outside = int(meta["cxrtool.shard"]), int(meta["cxrtool.latent_outside"])
-    except (OSError, KeyError, ValueError, TypeError) as e:
+    except (OSError, KeyError, ValueError, TypeError, InputError) as e:
         raise InputError(f"{path} is not a complete cxrtool latent shard ({e})") from None
     return ShardInfo(path, index, settings, records, errors, outside, path.stat().st_size)
 
@@ -142,7 +152,8 @@ def identity_message(store: str, ckpt: str, *, root: Path, flag: str, path: Any)
 
 @dataclass
 class Store:
-    """A latent store opened for reading: `read(keys)` and `iter_latents()` return float32 latents."""
+    """A latent store opened for reading: `read(keys)` and `iter_latents()` return float32 latents, `stored(keys)`
+    the values as stored (uint8 or float16), whatever the coding."""
 
     root: Path
     summary: dict[str, Any]
@@ -161,14 +172,25 @@ class Store:
         return self.summary["dtype"]
 
     @cached_property
+    def format(self) -> LatentFormat:
+        return LatentFormat.parse(self.dtype)
+
+    @cached_property
     def shard_of(self) -> dict[str, str]:
         """key → the shard file that holds it."""
         return dict(zip(self.manifest["key"], self.manifest["shard"]))
 
+    @cached_property
+    def shape_of(self) -> dict[str, tuple[int, int]]:
+        """key → the latent's (height, width)."""
+        m = self.manifest
+        return {k: (int(h), int(w)) for k, h, w in zip(m["key"], m["latent_height"], m["latent_width"])}
+
     def shard_paths(self) -> list[Path]:
         return [self.root / name for name in dict.fromkeys(self.manifest["shard"])]
 
-    def read(self, keys: Iterable[str]) -> dict[str, np.ndarray]:
+    def stored(self, keys: Iterable[str]) -> dict[str, np.ndarray]:
+        """The stored values (H×W uint8 or float16) of `keys`, in that order."""
         keys, where = list(keys), self.shard_of
         missing = [k for k in keys if k not in where]
         if missing:
@@ -178,30 +200,30 @@ class Store:
             by_shard.setdefault(where[key], []).append(key)
         out: dict[str, np.ndarray] = {}
         for shard, names in by_shard.items():
-            out.update(_read_latents(self.root / shard, names))
+            out.update(self._shard_values(shard, names))
         return {k: out[k] for k in keys}
+
+    def read(self, keys: Iterable[str]) -> dict[str, np.ndarray]:
+        """The float32 latents of `keys`, in that order."""
+        return {k: LatentFormat.to_float(v) for k, v in self.stored(keys).items()}
 
     def iter_latents(self) -> Iterator[tuple[str, np.ndarray]]:
         """(key, float32 latent) for every image, in manifest order, one shard open at a time."""
+        for shard, rows in self.manifest.groupby("shard", sort=False):
+            for key, values in self._shard_values(shard, list(rows["key"])):
+                yield key, LatentFormat.to_float(values)
+
+    def _shard_values(self, shard: str, keys: Sequence[str]) -> Iterator[tuple[str, np.ndarray]]:
+        """(key, stored values) one at a time, the shard open meanwhile (memory: one latent)."""
         from safetensors import safe_open
 
-        for shard, rows in self.manifest.groupby("shard", sort=False):
-            with safe_open(str(self.root / shard), framework="np") as f:
-                for key in rows["key"]:
-                    yield key, _to_float(f.get_tensor(key))
-
-
-def _read_latents(path: Path, keys: Sequence[str]) -> dict[str, np.ndarray]:
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="np") as f:
-        return {key: _to_float(f.get_tensor(key)) for key in keys}
-
-
-def _to_float(latent: np.ndarray) -> np.ndarray:
-    if latent.dtype == np.uint8:
-        return latent.astype(np.float32) * np.float32(1.0 / 255.0)
-    return latent.astype(np.float32)
+        fmt, path = self.format, self.root / shard
+        with safe_open(str(path), framework="np") as f:
+            for key in keys:
+                try:
+                    yield key, fmt.unpack(f.get_tensor(key), self.shape_of[key])
+                except InputError as e:
+                    raise InputError(f"{path}: {e}; the shard is damaged: compress again") from None
 
 
 def open_store(path: Path, *, flag: str = "--latents") -> Store:

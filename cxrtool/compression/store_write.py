@@ -17,12 +17,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from cxrtool import __version__
 from cxrtool.artifacts import atomic_path
+from cxrtool.compression.latent_format import LatentFormat
 from cxrtool.compression.store import (
-    DTYPES,
     ERROR_COLUMNS,
     ERRORS,
     FORMAT,
@@ -41,27 +39,26 @@ class ShardWriter:
     header + data to a temporary file and renames it into place: a killed run leaves no partial shard, only hidden
     `.latents-*.tmp` files, which the next run removes."""
 
-    def __init__(self, path: Path, dtype: str) -> None:
-        self.path = Path(path)
-        self.code, self.np_dtype = DTYPES[dtype]
+    def __init__(self, path: Path, fmt: LatentFormat) -> None:
+        self.path, self.fmt = Path(path), fmt
         fd, spill = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".spill.tmp", dir=self.path.parent)
         self._spill_path = Path(spill)
         self._spill = os.fdopen(fd, "w+b")
         self.entries: list[tuple[str, tuple[int, ...], int, int]] = []
         self._offset = 0
 
-    def add(self, key: str, latent: np.ndarray) -> int:
-        """Append one latent; returns its bytes."""
-        data = np.ascontiguousarray(latent, dtype=self.np_dtype).tobytes()
+    def add(self, key: str, data: bytes, shape: tuple[int, int]) -> int:
+        """Append one latent as `LatentFormat.pack` made it (`shape` its H×W); returns its bytes."""
         self._spill.write(data)
-        self.entries.append((key, tuple(latent.shape), self._offset, self._offset + len(data)))
+        tensor_shape = self.fmt.tensor_shape(shape, len(data))
+        self.entries.append((key, tensor_shape, self._offset, self._offset + len(data)))
         self._offset += len(data)
         return len(data)
 
     def finish(self, metadata: dict[str, str]) -> None:
         header: dict[str, Any] = {"__metadata__": dict(sorted(metadata.items()))}
         for key, shape, start, end in self.entries:
-            header[key] = {"dtype": self.code, "shape": list(shape), "data_offsets": [start, end]}
+            header[key] = {"dtype": self.fmt.tensor_dtype, "shape": list(shape), "data_offsets": [start, end]}
         raw = json.dumps(header, separators=(",", ":")).encode()
         raw += b" " * (-len(raw) % 8)  # as safetensors pads: the data starts 8-byte aligned
         self._spill.flush()
@@ -85,7 +82,9 @@ class ShardWriter:
 def shard_metadata(
     settings: dict[str, Any], index: int, records: Sequence[Record], errors: Sequence[tuple[str, str]], outside: int
 ) -> dict[str, str]:
-    return {
+    """The shard's `__metadata__`; a coded store's shards add `cxrtool.latent_shapes` ([H, W] per image, in the
+    order of `cxrtool.images`), while a raw store's keep exactly the keys they always had."""
+    meta = {
         "cxrtool.kind": "latents",
         "cxrtool.version": __version__,
         "cxrtool.encoder_sha256": settings["encoder_sha256"],
@@ -99,6 +98,9 @@ def shard_metadata(
         "cxrtool.errors": json.dumps([list(e) for e in errors]),
         "cxrtool.latent_outside": str(outside),
     }
+    if LatentFormat.parse(settings["dtype"]).coded:
+        meta["cxrtool.latent_shapes"] = json.dumps([[r.latent_height, r.latent_width] for r in records])
+    return meta
 
 
 def manifest_rows(info: ShardInfo, dtype: str) -> Iterator[list[Any]]:

@@ -66,7 +66,7 @@ def predict_files(
     An unreadable image stops the run (ImageReadError), unless `errors` is a list: then the image is left out of the
     frame and (its name, the message) appended there."""
     from cxrtool.evaluation.inference import load_predictor, predict_paths
-    from cxrtool.training.distributed import pick_device
+    from cxrtool.runtime.device import pick_device
 
     predictor = load_predictor(ckpt, pick_device(device))
     labels = predictor.info.labels

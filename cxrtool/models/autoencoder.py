@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-SCALE = 4  # the encoder's reduction per side
+from cxrtool.config.geometry import LATENT_SCALE as SCALE  # the encoder's reduction per side
 
 
 class ClippedReLU(nn.Module):

@@ -20,23 +20,8 @@ from cxrtool.artifacts import atomic_path
 from cxrtool.errors import InputError
 from cxrtool.log import a
 from cxrtool.models.checkpoint_info import KINDS, MODEL_FILE, CheckpointInfo, model_file, read_info  # noqa: F401
-
-
-def _safe_open(path: Path) -> Any:
-    from safetensors import safe_open
-
-    try:
-        return safe_open(str(path), framework="pt", device="cpu")
-    except Exception as e:  # safetensors raises its own error types for a bad header
-        raise InputError(f"{path} is not a readable safetensors file ({e})") from None
-
-
-def read_tensors(path: Path, *, flag: str = "--ckpt") -> dict[str, torch.Tensor]:
-    with _safe_open(path) as f:
-        try:
-            return {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118 (safe_open is not a dict)
-        except Exception as e:  # a truncated file: the header promises more bytes than there are
-            raise InputError(f"{path} ({flag}) is damaged or truncated ({str(e).splitlines()[0]})") from None
+from cxrtool.models.registry import create_model
+from cxrtool.models.tensor_files import read_tensors
 
 
 def encoder_identity(tensors: dict[str, torch.Tensor]) -> str:
@@ -61,23 +46,6 @@ def warn_dead_channels(path: Path, tensors: dict[str, torch.Tensor]) -> None:
             "weight: cxrtool 0.1's box init), so they never train and the encoder is a linear filter; retrain stage "
             "2 with this version's `cxrtool train-ae` (and stage 3 from it) to get the paper's nonlinear autoencoder"
         )
-
-
-def build_model(kind: str, *, num_labels: int = 14, init: str = "box") -> nn.Module:
-    """A fresh model of a kind (random DenseNet weights; the autoencoder's `init` is box or random)."""
-    if kind == "classifier":
-        from cxrtool.models.classifier import Classifier
-
-        return Classifier(num_labels)
-    if kind == "autoencoder":
-        from cxrtool.models.autoencoder import AutoEncoder
-
-        return AutoEncoder(init=init)
-    if kind == "joint":
-        from cxrtool.models.joint import JointModel
-
-        return JointModel(num_labels)
-    raise InputError(f"unknown model kind {kind!r}; expected one of {', '.join(KINDS)}")
 
 
 def state_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -117,7 +85,7 @@ def save_model(
 def expected_shapes(kind: str, num_labels: int = 14) -> dict[str, tuple[int, ...]]:
     """Every tensor a model file of a kind must hold, with its shape (the model built on the meta device: free)."""
     with torch.device("meta"):
-        model = build_model(kind, num_labels=num_labels, init="random")
+        model = create_model(kind, num_labels=num_labels, init="random")
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
@@ -156,7 +124,7 @@ def load_model(path: Path, *, kinds: tuple[str, ...] = KINDS, flag: str = "--ckp
     tensors = read_tensors(info.path, flag=flag)
     check_tensors(info, tensors, flag=flag)
     warn_dead_channels(info.path, tensors)
-    model = build_model(info.kind, num_labels=max(1, len(info.labels)), init="random")
+    model = create_model(info.kind, num_labels=max(1, len(info.labels)), init="random")
     model.load_state_dict(tensors, strict=True)
     return model, info
 

@@ -14,23 +14,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cxrtool.config.geometry import DENSENET_MIN_INPUT as MIN_INPUT  # noqa: F401  (re-exported)
+from cxrtool.config.geometry import IMAGENET_MEAN, IMAGENET_STD
+from cxrtool.config.geometry import check_densenet_input as check_input_size  # noqa: F401
 from cxrtool.errors import InputError
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-# DenseNet121 halves its input five times; below 29 px the last transition has nothing left to pool.
-MIN_INPUT = 29
 TORCHVISION_FILE = "densenet121-a639ec97.pth"
 TORCHVISION_URL = f"https://download.pytorch.org/models/{TORCHVISION_FILE}"
 # torchvision's own fix for the legacy names in that file (`norm.1` for `norm1`), see torchvision.models.densenet
 _LEGACY_KEY = re.compile(
     r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$"
 )
-
-
-def check_input_size(side: int, *, flag: str, what: str = "crop") -> None:
-    if side < MIN_INPUT:
-        raise InputError(f"{flag} {side} is too small: DenseNet121 needs a {what} of at least {MIN_INPUT} px")
 
 
 class ImageNetInput(nn.Module):
@@ -109,7 +103,7 @@ def load_pretrained_(model: nn.Module, weights: Path | None) -> str:  # pragma: 
     """Load ImageNet (or a cxrtool checkpoint's) DenseNet weights into `model.densenet` (a classifier or a joint
     model); returns where they came from."""
     if weights is not None and Path(weights).suffix == ".safetensors":
-        from cxrtool.models.checkpoints import read_tensors
+        from cxrtool.models.tensor_files import read_tensors
 
         state = {k[len("densenet.") :]: v for k, v in read_tensors(Path(weights)).items() if k.startswith("densenet.")}
         if not state:

@@ -9,8 +9,6 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from cxrtool.errors import InputError
-
 
 @dataclass(frozen=True)
 class World:
@@ -79,26 +77,3 @@ def any_rank(world: World, flags: list[bool], device: torch.device) -> list[bool
     t = torch.tensor([float(f) for f in flags], device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return [bool(v) for v in t.tolist()]
-
-
-def pick_device(name: str, world: World | None = None) -> torch.device:
-    """`auto`: cuda (this rank's GPU under torchrun), then mps, then cpu. An unavailable choice is an error."""
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    if name == "auto":
-        if torch.cuda.is_available():
-            name = f"cuda:{local % torch.cuda.device_count()}"
-        elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            name = "mps"
-        else:
-            name = "cpu"
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise InputError(f"--device {name!r} is not a device; use auto, cpu, cuda, cuda:N or mps") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda: no CUDA GPU is available here; use --device cpu")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise InputError("--device mps: MPS is not available here; use --device cpu")
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", local % torch.cuda.device_count())
-    return device

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
+from cxrtool.config.training import JointConfig
 from cxrtool.errors import InputError
 from cxrtool.log import warn
 from cxrtool.models.autoencoder import box_init_
@@ -21,24 +21,26 @@ def _load_into(model: JointModel, path: str, prefixes: tuple[str, ...], kinds: t
         raise InputError(f"{path} ({flag}) does not fit the joint model: {bad}")
 
 
-def build_joint(options: dict[str, Any]) -> JointModel:
-    """The joint model with its parts loaded from `--autoencoder` and `--classifier` (run dirs or files); a part
-    left out is built as its own command would build it, with a warning."""
+def build_joint(stage: JointConfig) -> tuple[JointModel, str | None]:
+    """The joint model with its parts loaded from `--autoencoder` and `--classifier` (run dirs or files), and where
+    DenseNet's weights came from when they were not a stage-1 run's; a part left out is built as its own command
+    would build it, with a warning."""
     from cxrtool.models.classifier import load_pretrained_
 
-    model = JointModel()
-    if options.get("autoencoder"):
-        _load_into(model, options["autoencoder"], ("encoder.", "decoder."), ("autoencoder", "joint"), "--autoencoder")
+    model, weights_source = JointModel(), None
+    if stage.autoencoder:
+        _load_into(model, str(stage.autoencoder), ("encoder.", "decoder."), ("autoencoder", "joint"), "--autoencoder")
     else:
         warn("no --autoencoder given: the encoder and decoder start from the box init, as `train-ae` would")
         box_init_(model.encoder, model.decoder)
-    if options.get("classifier"):
-        _load_into(model, options["classifier"], ("densenet.",), ("classifier", "joint"), "--classifier")
+    if stage.classifier:
+        _load_into(model, str(stage.classifier), ("densenet.",), ("classifier", "joint"), "--classifier")
     else:
-        how = "ImageNet weights" if options["pretrained"] or options.get("weights") else "random weights"
-        warn(f"no --classifier given: DenseNet121 starts from {how}, as `train-classifier` would")
-        if options["pretrained"] or options.get("weights"):
-            options["weights_source"] = load_pretrained_(
-                model, Path(options["weights"]) if options.get("weights") else None
-            )
-    return model
+        pretrained = stage.pretrained or stage.weights is not None
+        warn(
+            f"no --classifier given: DenseNet121 starts from {'ImageNet' if pretrained else 'random'} weights, as "
+            "`train-classifier` would"
+        )
+        if pretrained:
+            weights_source = load_pretrained_(model, Path(stage.weights) if stage.weights else None)
+    return model, weights_source

@@ -20,6 +20,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from cxrtool.config.geometry import InputGeometry
+from cxrtool.config.training import LoopConfig
 from cxrtool.data.datasets import EpochSampler
 from cxrtool.errors import Interrupted, RunFailure
 from cxrtool.log import warn
@@ -35,21 +37,21 @@ HISTORY_HEAD = ["epoch", "lr", "seconds", "images_per_s", "train_loss", "val_los
 STEP_MILESTONES = (5, 10, 15)
 
 
-@dataclass(frozen=True)
-class LoopConfig:
-    epochs: int = 20
-    batch_size: int = 16
-    lr: float = 1e-4
-    weight_decay: float = 1e-5
-    workers: int = 0
-    seed: int = 0
-    amp: bool = True
-    compile: bool = False
-    max_steps: int | None = None
-    schedule: str = "plateau"
-    keep: str = "loss"
-    patience: int = 5
-    factor: float = 0.1
+@dataclass
+class Stage:
+    """Everything stage-specific that the loop needs."""
+
+    kind: str
+    labels: tuple[str, ...]
+    geometry: InputGeometry
+    config: dict[str, Any]  # the flat options recorded in config.json and every checkpoint's metadata
+    model: nn.Module
+    task: Task
+    train_set: Dataset
+    val_set: Dataset
+    data: dict[str, Any] = field(default_factory=dict)  # per split: images and a SHA-256 of their rows
+    schedule: str = "plateau"  # or "step" (the authors' stage 3)
+    keep: str = "loss"  # model.safetensors: best val loss, or "auc"
     # Stage 2: each dataset item is this many patches of one image. The loader reads batch_size images at a time
     # and makes this many optimizer steps of batch_size patches from them, step j taking every image's j-th patch,
     # so every batch mixes batch_size different images (see `_steps`).
@@ -57,23 +59,8 @@ class LoopConfig:
 
 
 @dataclass
-class Stage:
-    """Everything stage-specific that the loop needs."""
-
-    kind: str
-    labels: tuple[str, ...]
-    input_spec: dict[str, Any]
-    config: dict[str, Any]
-    model: nn.Module
-    task: Task
-    train_set: Dataset
-    val_set: Dataset
-    data: dict[str, Any] = field(default_factory=dict)  # per split: images and a SHA-256 of their rows
-
-
-@dataclass
-class Progress:
-    """Where the run stands; saved in resume.json."""
+class TrainingState:
+    """Where the run stands; saved in resume.json (as "progress")."""
 
     epoch: int = 1  # the epoch in progress (1-based)
     step: int = 0  # batches done in it
@@ -151,6 +138,8 @@ class Trainer:
     """Runs a Stage in a run directory; `fit` returns the history rows."""
 
     def __init__(self, stage: Stage, cfg: LoopConfig, run: Path, *, device: torch.device, world: World) -> None:
+        if cfg.workers is None:
+            raise ValueError("Trainer needs a resolved worker count (LoopConfig.workers)")
         self.stage, self.cfg, self.run, self.device, self.world = stage, cfg, run, device, world
         self.channels_last = device.type == "cuda"
         model = stage.model.to(device)
@@ -162,7 +151,7 @@ class Trainer:
             torch.optim.lr_scheduler.ReduceLROnPlateau(
                 self.optimizer, mode="min", factor=cfg.factor, patience=cfg.patience
             )
-            if cfg.schedule == "plateau"
+            if stage.schedule == "plateau"
             else None
         )
         self.amp_dtype, self.scaler = _amp(device, cfg.amp)
@@ -175,10 +164,10 @@ class Trainer:
         )
         self.train_loader = _loader(stage.train_set, self.train_sampler, cfg.batch_size, cfg.workers, device, True)
         self.val_loader = _loader(stage.val_set, self.val_sampler, cfg.batch_size, cfg.workers, device, False)
-        self.per_item = max(1, cfg.patches_per_image)  # optimizer steps per loader batch
-        self.state = Progress()
+        self.per_item = max(1, stage.patches_per_image)  # optimizer steps per loader batch
+        self.state = TrainingState()
         self.columns = [*HISTORY_HEAD, *stage.task.train_columns(), *stage.task.val_columns()]
-        self.step_hook: Any = None  # called with the Progress after every optimizer step (tests use it)
+        self.step_hook: Any = None  # called with the TrainingState after every optimizer step (tests use it)
         self.record: dict[str, Any] | None = None  # config.json, written with the first saved state
 
     def _wrap(self, model: nn.Module) -> nn.Module:  # pragma: no mutate block
@@ -206,7 +195,7 @@ class Trainer:
             self.plateau.load_state_dict(saved["plateau"])
         if self.scaler is not None and saved.get("scaler"):
             self.scaler.load_state_dict(saved["scaler"])
-        self.state = Progress(**saved["progress"])
+        self.state = TrainingState(**saved["progress"])
         rng_state.restore(saved["rng"])
 
     def _save_resume(self) -> None:
@@ -339,13 +328,13 @@ class Trainer:
         improved_auc = not math.isnan(auc) and auc > s.best_auc
         s.best_loss = min(s.best_loss, metrics["val_loss"])
         s.best_auc = max(s.best_auc, auc) if not math.isnan(auc) else s.best_auc
-        keep = improved_auc if self.cfg.keep == "auc" else improved_loss
+        keep = improved_auc if self.stage.keep == "auc" else improved_loss
         if keep:
             s.best_epoch = s.epoch
         s.history.append(row)
         if self.world.main:
             self._write_record()
-            meta = {"kind": self.stage.kind, "labels": self.stage.labels, "input_spec": self.stage.input_spec}
+            meta = {"kind": self.stage.kind, "labels": self.stage.labels, "input_spec": self.stage.geometry.to_json()}
             config = {**self.stage.config, "epoch": s.epoch}
             save_model(self.run / run_dir.LAST, self.model, config=config, **meta)
             if keep:
@@ -368,7 +357,7 @@ class Trainer:
                 with progress(label, total, enabled=self.world.main) as advance:
                     advance(s.step)
 
-                    def report(st: Progress, elapsed: float) -> None:
+                    def report(st: TrainingState, elapsed: float) -> None:
                         rate = st.samples / elapsed if elapsed > 0 else 0.0
                         advance(1, info=f"loss {st.sums.get('loss', 0.0) / max(st.samples, 1):.4f}  {rate:.0f} img/s")
 

@@ -1,13 +1,13 @@
-"""The three stages as library functions: options in, a finished run directory out.
+"""The three stages as library functions: a `TrainConfig` in, a finished run directory out.
 
-Options travel as one flat dict whose keys are the commands' option names; that dict is config.json, and a resumed
-run rebuilds everything from it.
+config.json records the configuration as one flat dict of option names (`TrainConfig.options`), and a resumed run
+rebuilds everything from it (`resume_config`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-import math
 import random
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,14 @@ import numpy as np
 import torch
 
 from cxrtool import __version__
+from cxrtool.config.training import (
+    COMMANDS,
+    RESUMABLE,
+    AutoencoderConfig,
+    ClassifierConfig,
+    JointConfig,
+    TrainConfig,
+)
 from cxrtool.data.datasets import ImageDataset, PatchDataset, label_matrix, resolve_paths, rows_for
 from cxrtool.data.images import ImageIndex
 from cxrtool.data.labels import LABELS
@@ -23,19 +31,12 @@ from cxrtool.data.splits import read_splits
 from cxrtool.data.transforms import classifier_eval, classifier_train, joint_train
 from cxrtool.errors import InputError
 from cxrtool.log import a, warn
-from cxrtool.models.classifier import IMAGENET_MEAN, IMAGENET_STD, check_input_size
+from cxrtool.parallel import default_workers
+from cxrtool.runtime.device import pick_device
 from cxrtool.training import run_dir
-from cxrtool.training.distributed import close_world, init_world, pick_device
-from cxrtool.training.loop import LoopConfig, Stage, Trainer
+from cxrtool.training.distributed import close_world, init_world
+from cxrtool.training.loop import Stage, Trainer
 from cxrtool.training.tasks import AutoencoderTask, ClassifierTask, FMixSettings, JointTask
-
-# options a resumed run may change (SPEC §5); everything else must match config.json
-RESUMABLE = ("epochs", "workers", "device")
-LOOP_KEYS = (
-    "epochs", "batch_size", "lr", "weight_decay", "workers", "seed", "amp", "compile", "max_steps",
-    "patience", "factor",
-)  # fmt: skip
-COMMANDS = {"classifier": "train-classifier", "autoencoder": "train-ae", "joint": "train-joint"}
 
 
 def seed_everything(seed: int) -> None:
@@ -44,22 +45,9 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def check_loop_options(options: dict[str, Any]) -> None:
-    """The numeric options every stage shares, refused before anything is read or written."""
-    checks = (
-        ("lr", options.get("lr"), lambda v: math.isfinite(v) and v > 0, "a positive number (the paper's: 1e-4)"),
-        ("weight_decay", options.get("weight_decay"), lambda v: math.isfinite(v) and v >= 0, "a number >= 0"),
-        ("factor", options.get("factor", 0.1), lambda v: 0 < v < 1, "a number in (0, 1) (default 0.1)"),
-        ("lam", options.get("lam", 0.9), lambda v: 0 <= v <= 1, "a number in [0, 1] (the paper's: 0.9)"),
-    )
-    for name, value, ok, what in checks:
-        if value is not None and not ok(float(value)):
-            raise InputError(f"--{name.replace('_', '-')} {value} is invalid; give {what}")
-
-
-def merge_resume(run: Path, given: dict[str, Any], kind: str | None = None) -> dict[str, Any]:
-    """The stored options, updated by the ones a resumed run may change; any other change is an error, and so is
-    a run of another kind than the command's."""
+def resume_config(run: Path, given: dict[str, Any], kind: str | None = None) -> TrainConfig:
+    """The run's stored configuration, updated by the options a resumed run may change (`given`: those typed on
+    the command line); any other change is an error, and so is a run of another kind than the command's."""
     config = run_dir.read_config(run)
     stored = config.get("options")
     if not isinstance(stored, dict) or config.get("kind") not in COMMANDS:
@@ -69,6 +57,7 @@ def merge_resume(run: Path, given: dict[str, Any], kind: str | None = None) -> d
             f"--resume {run} is {a(config['kind'])} run; continue it with `cxrtool {COMMANDS[config['kind']]} "
             f"--resume {run}`"
         )
+    given = {k: str(v) if isinstance(v, Path) else v for k, v in given.items()}
     for key, value in given.items():
         if key in RESUMABLE or stored.get(key) == value:
             continue
@@ -78,24 +67,31 @@ def merge_resume(run: Path, given: dict[str, Any], kind: str | None = None) -> d
         )
     if given.get("epochs", stored["epochs"]) < stored["epochs"]:
         raise InputError(f"--epochs can only grow on --resume (stored: {stored['epochs']})")
-    return {**stored, **{k: v for k, v in given.items() if k in RESUMABLE}}
+    options = {**stored, **{k: v for k, v in given.items() if k in RESUMABLE}}
+    return TrainConfig.from_options(config["kind"], options)
 
 
-def _data(options: dict[str, Any], needs: int) -> tuple[Any, ImageIndex]:
+def _data(config: TrainConfig, needs: int) -> tuple[Any, ImageIndex]:
     """The splits and the image index; warns when --images is a `prepare` cache smaller than the run needs."""
     from cxrtool.data.prepare import cache_size
 
-    images = Path(options["images"])
+    assert config.data.images is not None and config.data.splits is not None  # DataConfig.require()
+    images = Path(config.data.images)
     held = cache_size(images)
     if held is not None and held < needs:
         warn(f"--images {images} is a cache of {held}² images, but this run reads {needs}² inputs: they are upscaled")
-    return read_splits(Path(options["splits"])), ImageIndex.build(images)
+    return read_splits(Path(config.data.splits)), ImageIndex.build(images)
 
 
-def _split_paths(options: dict[str, Any], splits: Any, index: ImageIndex, split: str) -> tuple[list[Path], Any]:
-    limit = options.get(f"limit_{split}")
-    rows = rows_for(splits, split, limit=limit, seed=options["seed"], path=Path(options["splits"]))
-    return resolve_paths(rows, index), rows
+def _split_rows(config: TrainConfig, splits: Any, index: ImageIndex) -> dict[str, tuple[list[Path], Any]]:
+    """(paths, rows) of the train and val splits."""
+    out = {}
+    for split in ("train", "val"):
+        limit = getattr(config.data, f"limit_{split}")
+        path = Path(str(config.data.splits))
+        rows = rows_for(splits, split, limit=limit, seed=config.loop.seed, path=path)
+        out[split] = (resolve_paths(rows, index), rows)
+    return out
 
 
 def data_fingerprint(rows: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -108,7 +104,7 @@ def data_fingerprint(rows: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def check_same_data(run: Path, stored: dict[str, Any] | None, now: dict[str, Any], splits: str) -> None:
+def check_same_data(run: Path, stored: dict[str, Any] | None, now: dict[str, Any], splits: Any) -> None:
     """Refuse to resume onto other rows (SPEC §5: a resume never continues onto other data)."""
     if not stored:
         return  # a run made before cxrtool recorded its data: nothing to compare
@@ -125,69 +121,61 @@ def check_same_data(run: Path, stored: dict[str, Any] | None, now: dict[str, Any
         )
 
 
-def _classifier_stage(options: dict[str, Any], resume: bool, rank: int) -> Stage:
-    from cxrtool.models.checkpoints import build_model
-    from cxrtool.models.classifier import load_pretrained_
-
-    check_input_size(options["crop"], flag="--crop")
-    if options["resize"] < options["crop"]:
-        raise InputError(f"--resize {options['resize']} is smaller than --crop {options['crop']}")
-    splits, index = _data(options, options["resize"])
-    (train_paths, train_rows), (val_paths, val_rows) = (
-        _split_paths(options, splits, index, s) for s in ("train", "val")
-    )
-    model = build_model("classifier")
-    if not resume and (options["pretrained"] or options.get("weights")):  # a resume restores its own weights
-        options["weights_source"] = load_pretrained_(
-            model, Path(options["weights"]) if options.get("weights") else None
-        )
-    fmix = None
-    if options["augment"] == "fmix":
-        fmix = FMixSettings(alpha=options["fmix_alpha"], decay=options["fmix_decay"], mask=options["fmix_mask"])
-    seed = options["seed"]
-    transform = classifier_train(resize_to=options["resize"], crop=options["crop"], augment=options["augment"])
+def _stage(config: TrainConfig, **fields: Any) -> Stage:
+    """The Stage fields every kind shares."""
     return Stage(
-        kind="classifier",
+        kind=config.kind,
         labels=LABELS,
-        input_spec={
-            "resize": options["resize"],
-            "crop": options["crop"],
-            "channels": 3,
-            "mean": list(IMAGENET_MEAN),
-            "std": list(IMAGENET_STD),
-            "encoder_first": False,
-        },
-        config=options,
+        geometry=config.stage.geometry(),
+        config=config.options(),
+        schedule=config.loop.schedule,
+        **fields,
+    )
+
+
+def _classifier_stage(config: TrainConfig, resume: bool, rank: int) -> Stage:
+    from cxrtool.models.classifier import load_pretrained_
+    from cxrtool.models.registry import create_model
+
+    stage = config.stage
+    assert isinstance(stage, ClassifierConfig)
+    splits, index = _data(config, stage.resize)
+    parts = _split_rows(config, splits, index)
+    (train_paths, train_rows), (val_paths, val_rows) = parts["train"], parts["val"]
+    model = create_model("classifier")
+    weights_source = None
+    if not resume and (stage.pretrained or stage.weights):  # a resume restores its own weights
+        weights_source = load_pretrained_(model, Path(stage.weights) if stage.weights else None)
+    fmix = FMixSettings(stage.fmix_alpha, stage.fmix_decay, stage.fmix_mask) if stage.augment == "fmix" else None
+    seed = config.loop.seed
+    transform = classifier_train(resize_to=stage.resize, crop=stage.crop, augment=stage.augment)
+    result = _stage(
+        config,
         model=model,
         task=ClassifierTask(LABELS, label_matrix(val_rows), fmix=fmix, seed=seed, rank=rank),
         train_set=ImageDataset(train_paths, label_matrix(train_rows), transform, seed=seed, tag="train"),
-        val_set=ImageDataset(
-            val_paths, label_matrix(val_rows), classifier_eval(crop=options["crop"]), seed=seed, tag="val"
-        ),
+        val_set=ImageDataset(val_paths, label_matrix(val_rows), classifier_eval(crop=stage.crop), seed=seed, tag="val"),
         data=data_fingerprint({"train": train_rows, "val": val_rows}),
+        keep=stage.keep,
     )
+    if weights_source is not None:
+        result.config["weights_source"] = weights_source
+    return result
 
 
-def _autoencoder_stage(options: dict[str, Any], resume: bool, rank: int) -> Stage:
-    from cxrtool.models.checkpoints import build_model
+def _autoencoder_stage(config: TrainConfig, resume: bool, rank: int) -> Stage:
+    from cxrtool.models.registry import create_model
 
-    size, count = options["patch_size"], options["patches_per_image"]
-    if size < 4 or size % 4:
-        raise InputError(f"--patch-size must be a multiple of 4 (the encoder's stride), not {size}")
-    if options.get("keep", "loss") != "loss":
-        raise InputError("--keep auc needs validation AUCs; the autoencoder is kept by its validation loss")
-    splits, index = _data(options, 1024 if options["patch_source"] == "full" else 256)
-    (train_paths, train_rows), (val_paths, val_rows) = (
-        _split_paths(options, splits, index, s) for s in ("train", "val")
-    )
-    downscale = 256 if options["patch_source"] == "downscaled" else None
-    seed = options["seed"]
-    return Stage(
-        kind="autoencoder",
-        labels=LABELS,
-        input_spec={"resize": None, "crop": size, "channels": 1, "mean": None, "std": None, "encoder_first": True},
-        config=options,
-        model=build_model("autoencoder", init=options["init"]),
+    stage = config.stage
+    assert isinstance(stage, AutoencoderConfig)
+    splits, index = _data(config, 1024 if stage.patch_source == "full" else 256)
+    parts = _split_rows(config, splits, index)
+    (train_paths, train_rows), (val_paths, val_rows) = parts["train"], parts["val"]
+    downscale = 256 if stage.patch_source == "downscaled" else None
+    size, count, seed = stage.patch_size, stage.patches_per_image, config.loop.seed
+    return _stage(
+        config,
+        model=create_model("autoencoder", init=stage.init),
         task=AutoencoderTask(),
         train_set=PatchDataset(
             train_paths, size=size, count=count, seed=seed, flips=True, fixed=False, downscale=downscale
@@ -196,52 +184,42 @@ def _autoencoder_stage(options: dict[str, Any], resume: bool, rank: int) -> Stag
             val_paths, size=size, count=count, seed=seed, flips=False, fixed=True, downscale=downscale
         ),
         data=data_fingerprint({"train": train_rows, "val": val_rows}),
+        patches_per_image=count,
     )
 
 
-def _joint_stage(options: dict[str, Any], resume: bool, rank: int) -> Stage:
+def _joint_stage(config: TrainConfig, resume: bool, rank: int) -> Stage:
     from cxrtool.models.joint import JointModel
     from cxrtool.training.joint_init import build_joint
 
-    crop = options["crop"]
-    if crop % 4:
-        raise InputError(f"--crop must be a multiple of 4 (the encoder's stride), not {crop}")
-    if crop // 4 < 29:
-        raise InputError(f"--crop {crop} gives a {crop // 4}-px latent; DenseNet121 needs a crop of at least 116")
-    splits, index = _data(options, crop)
-    (train_paths, train_rows), (val_paths, val_rows) = (
-        _split_paths(options, splits, index, s) for s in ("train", "val")
-    )
-    seed = options["seed"]
+    stage = config.stage
+    assert isinstance(stage, JointConfig)
+    crop = stage.crop
+    splits, index = _data(config, crop)
+    parts = _split_rows(config, splits, index)
+    (train_paths, train_rows), (val_paths, val_rows) = parts["train"], parts["val"]
+    seed = config.loop.seed
     # A resume restores every tensor from the run itself: the stage-1/2 runs may have moved, ImageNet be offline.
-    model = JointModel() if resume else build_joint(options)
-    return Stage(
-        kind="joint",
-        labels=LABELS,
-        input_spec={
-            "resize": crop,
-            "crop": crop,
-            "channels": 3,
-            "mean": list(IMAGENET_MEAN),
-            "std": list(IMAGENET_STD),
-            "encoder_first": True,
-            "latent": crop // 4,
-        },
-        config=options,
+    model, weights_source = (JointModel(), None) if resume else build_joint(stage)
+    result = _stage(
+        config,
         model=model,
-        task=JointTask(LABELS, label_matrix(val_rows), lam=options["lam"]),
+        task=JointTask(LABELS, label_matrix(val_rows), lam=stage.lam),
         train_set=ImageDataset(train_paths, label_matrix(train_rows), joint_train(crop=crop), seed=seed, tag="train"),
         val_set=ImageDataset(val_paths, label_matrix(val_rows), classifier_eval(crop=crop), seed=seed, tag="val"),
         data=data_fingerprint({"train": train_rows, "val": val_rows}),
+        keep=stage.keep,
     )
+    if weights_source is not None:
+        result.config["weights_source"] = weights_source
+    return result
 
 
 BUILDERS = {"classifier": _classifier_stage, "autoencoder": _autoencoder_stage, "joint": _joint_stage}
 
 
 def train(
-    kind: str,
-    options: dict[str, Any],
+    config: TrainConfig,
     run: Path,
     *,
     resume: bool = False,
@@ -250,32 +228,28 @@ def train(
     step_hook: Any = None,
 ) -> list[dict[str, Any]]:
     """Train one stage into `run` (or continue it); returns the history rows."""
-    check_loop_options(options)
-    device = pick_device(options.get("device", "auto"))
+    config.data.require()
+    if config.loop.workers is None:
+        config = dataclasses.replace(config, loop=dataclasses.replace(config.loop, workers=default_workers()))
+    device = pick_device(config.loop.device)
     world = init_world(device)
     try:
         if world.main and not resume:
             run_dir.check_new(run, overwrite=overwrite)  # refuse early; nothing is removed before validation
         stored = run_dir.read_config(run) if resume else {}
-        seed_everything(options["seed"])
-        stage = BUILDERS[kind](options, resume, world.rank)
+        seed_everything(config.loop.seed)
+        stage = BUILDERS[config.kind](config, resume, world.rank)
         if resume:
-            check_same_data(run, stored.get("data"), stage.data, options["splits"])
-        cfg = LoopConfig(
-            **{k: options[k] for k in LOOP_KEYS if k in options},
-            schedule=options.get("schedule", "plateau"),
-            keep=options.get("keep", "loss"),
-            patches_per_image=options.get("patches_per_image", 1),
-        )
+            check_same_data(run, stored.get("data"), stage.data, config.data.splits)
         if world.main and not resume:
             run_dir.prepare(run, overwrite=overwrite)
-        trainer = Trainer(stage, cfg, run, device=device, world=world)
+        trainer = Trainer(stage, config.loop, run, device=device, world=world)
         trainer.step_hook = step_hook
         # config.json is written with the first saved state (an epoch's end or an interruption), so a run that
         # fails before it leaves nothing that would block a plain rerun.
         trainer.record = {
-            "kind": kind,
-            "options": options,
+            "kind": config.kind,
+            "options": stage.config,
             "data": stage.data,
             "world_size": world.size,
             "cxrtool_version": __version__,

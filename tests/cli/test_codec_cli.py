@@ -48,7 +48,8 @@ def test_compress_decompress_merge(setup: tuple[Path, Path], tmp_path: Path) -> 
     result = runner.invoke(app, args)
     assert result.exit_code == 3, result.output  # one unreadable image: partial success
     assert "| bits_per_pixel" in result.stdout and "zz_bad.png" in result.stderr
-    assert json.loads((out / "summary.json").read_text())["errors"] == 1
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["errors"] == 1 and summary["dtype"] == "uint8+png" and summary["workers"] == 0
     strict = runner.invoke(app, [*args[:2], str(tmp_path / "strict"), *args[3:], "--strict"])
     assert strict.exit_code == 2 and "zz_bad.png" in strict.stderr
 
@@ -73,6 +74,7 @@ def test_compress_decompress_merge(setup: tuple[Path, Path], tmp_path: Path) -> 
 
 def test_bad_options_exit_2(setup: tuple[Path, Path], tmp_path: Path) -> None:
     images, ckpt = setup
-    for extra in (["--size", "30"], ["--dtype", "int4"], ["--shard", "2/2"]):
+    bad = (["--size", "30"], ["--dtype", "int4"], ["--shard", "2/2"], ["--entropy", "zip"])
+    for extra in (*bad, ["--dtype", "float16", "--entropy", "png"]):
         result = runner.invoke(app, ["compress", str(images), str(tmp_path / "s"), "--ckpt", str(ckpt), *extra])
         assert result.exit_code == 2 and extra[0] in result.stderr, result.output

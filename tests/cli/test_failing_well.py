@@ -127,7 +127,7 @@ def test_a_bad_learning_rate_is_refused_before_anything_is_written(synth_small, 
 
 
 def test_overwrite_with_bad_inputs_keeps_the_old_run_byte_for_byte(synth_small, synth_splits, tmp_path):
-    from cxrtool.training.stages import train
+    from tests_support import train
 
     run = tmp_path / "run"
     train("autoencoder", autoencoder_options(synth_splits, synth_small, epochs=1, limit_train=4, limit_val=2), run)
@@ -165,7 +165,7 @@ def test_a_run_that_fails_before_its_first_epoch_leaves_nothing_that_blocks_a_re
 
 
 def test_resume_refuses_other_rows_and_leaves_the_run_untouched(synth_small, synth_splits, tmp_path):
-    from cxrtool.training.stages import train
+    from tests_support import train
 
     run = tmp_path / "run"
     options = classifier_options(synth_splits, synth_small, epochs=1, limit_train=None, limit_val=None, max_steps=1)
@@ -189,7 +189,7 @@ def test_resume_refuses_other_rows_and_leaves_the_run_untouched(synth_small, syn
 
 
 def test_resume_of_a_truncated_state_or_another_kind(synth_small, synth_splits, tmp_path):
-    from cxrtool.training.stages import train
+    from tests_support import train
 
     run = tmp_path / "ae"
     train("autoencoder", autoencoder_options(synth_splits, synth_small, epochs=1, limit_train=4, limit_val=2), run)

@@ -112,3 +112,13 @@ def test_real_radiographs(real_data: Path) -> None:
         for path in paths:
             x = torch.from_numpy(load_gray(path))[None, None]
             assert max_diff(fast, enc, x) <= TOLERANCE
+
+
+def test_uint8_input_is_read_as_x_over_255() -> None:
+    enc = encoder(seed=4, scale=4.0)
+    pixels = torch.randint(0, 256, (2, 1, 64, 48), generator=torch.Generator().manual_seed(5), dtype=torch.uint8)
+    fast = FastEncoder(enc, slab_pixels=40)
+    with torch.inference_mode():
+        assert (fast(pixels) - enc(pixels.float() / 255.0)).abs().max().item() <= TOLERANCE
+    with pytest.raises(ValueError, match="float32 or uint8"):
+        fast(pixels.to(torch.int16))

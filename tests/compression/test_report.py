@@ -9,6 +9,7 @@ from PIL import Image, features
 from typer.testing import CliRunner
 
 from cxrtool.cli.app import app
+from cxrtool.compression.latent_format import encode_png
 from cxrtool.compression.report import COLUMNS, best_marks, codec_report, list_images, resolve_codecs
 from cxrtool.data.labels import LABELS
 from cxrtool.errors import InputError
@@ -18,6 +19,7 @@ from cxrtool.models.checkpoints import save_model
 
 runner = CliRunner()
 AVAILABLE = [c for c, f in (("jpeg", "jpg"), ("webp", "webp"), ("jpeg2000", "jpg_2000")) if features.check(f)]
+CODED = ["uint8+png", *(["uint8+webp"] if features.check("webp") else [])]  # lossless codings of the uint8 latent
 SHAPES = [(64, 64), (96, 96), (80, 96), (96, 64), (72, 88), (66, 70)]  # the last has sides that are not ×4
 
 
@@ -50,38 +52,49 @@ def test_report_rows_rates_and_scores(data):
     table = report.table
     assert tuple(table.columns) == COLUMNS
     methods = list(zip(table["method"], table["setting"].str.split("=").str[0]))
-    assert methods[:4] == [("autoencoder", "uint8"), ("autoencoder", "float16"), ("bicubic", "4x"), ("lanczos", "4x")]
-    assert [m for m, _ in methods[4:]] == AVAILABLE
+    ae = [("autoencoder", s) for s in ("uint8", *CODED, "float16")]
+    assert methods[: len(ae) + 2] == [*ae, ("bicubic", "4x"), ("lanczos", "4x")]
+    assert [m for m, _ in methods[len(ae) + 2 :]] == AVAILABLE
     assert (table["images"] == 5).all()
-    assert table["bpp"].iloc[0] == 0.5 and table["bpp"].iloc[1] == 1.0 and (table["bpp"].iloc[2:4] == 0.5).all()
-    for bpp in table["bpp"].iloc[4:]:
+    rates = dict(zip(table["setting"], table["bpp"]))
+    assert rates["uint8"] == 0.5 and rates["float16"] == 1.0 and (table["bpp"].iloc[len(ae) : len(ae) + 2] == 0.5).all()
+    for bpp in table["bpp"].iloc[len(ae) + 2 :]:
         assert abs(bpp - 0.5) < 0.15  # headers of ~100–300 B weigh on 64–96 px images
     assert any("outside [0, 1]" in note for note in report.notes)
 
     # The uint8 row is the plain module's reconstruction with a rounded latent, scored image by image.
     model = AutoEncoder(init="box").eval()
-    psnrs, ssims = [], []
+    psnrs, ssims, png_bytes = [], [], 0
     with torch.no_grad():
         for path in paths:
             ref = np.asarray(Image.open(path))
             z = model.encode(torch.from_numpy(ref / np.float32(255))[None, None].float())
-            x_hat = model.decoder(torch.round(z.clamp(0, 1) * 255) / 255)[0, 0].numpy()
+            latent = torch.round(z.clamp(0, 1) * 255)
+            x_hat = model.decoder(latent / 255)[0, 0].numpy()
             psnrs.append(psnr_8bit(ref, x_hat))
             ssims.append(ssim(ref, x_hat))
-    assert table["psnr"].iloc[0] == pytest.approx(np.mean(psnrs), abs=0.02)
-    assert table["ssim"].iloc[0] == pytest.approx(np.mean(ssims), abs=1e-4)
-    assert table["psnr"].iloc[1] >= table["psnr"].iloc[0] - 0.05  # float16 keeps more of the latent
+            png_bytes += len(encode_png(latent[0, 0].to(torch.uint8).numpy()))
+    rows = table.set_index("setting")
+    assert rows.loc["uint8", "psnr"] == pytest.approx(np.mean(psnrs), abs=0.02)
+    assert rows.loc["uint8", "ssim"] == pytest.approx(np.mean(ssims), abs=1e-4)
+    for coded in CODED:  # lossless: the raw latent's scores, in fewer bits
+        assert rows.loc[coded, ["psnr", "ssim"]].tolist() == rows.loc["uint8", ["psnr", "ssim"]].tolist()
+        assert 0 < rows.loc[coded, "bpp"] < 0.5
+    pixels = sum(np.asarray(Image.open(p)).size for p in paths)
+    # The coded files, whole (headers too); the plain module rounds a few latent values differently: 1%.
+    assert rows.loc["uint8+png", "bpp"] == pytest.approx(8 * png_bytes / pixels, rel=0.01)
+    assert rows.loc["float16", "psnr"] >= rows.loc["uint8", "psnr"] - 0.05  # float16 keeps more of the latent
     assert all(20 < p < 60 for p in table["psnr"]) and all(0 < s <= 1 for s in table["ssim"])
 
 
 def test_odd_sides_are_padded_and_cost_their_padding(data):
     images, ckpt = data
     odd = images / "sub" / "img5.png"
-    table = codec_report([odd], ckpt, codecs=[]).table
-    assert len(table) == 4
-    assert table["bpp"].iloc[0] == pytest.approx(8 * 17 * 18 / (66 * 70))  # ceil(66/4)·ceil(70/4) bytes
-    assert table["bpp"].iloc[1] == pytest.approx(2 * table["bpp"].iloc[0])
-    assert table["psnr"].iloc[0] > 25
+    table = codec_report([odd], ckpt, codecs=[]).table.set_index("setting")
+    assert len(table) == 4 + len(CODED)
+    assert table.loc["uint8", "bpp"] == pytest.approx(8 * 17 * 18 / (66 * 70))  # ceil(66/4)·ceil(70/4) bytes
+    assert table.loc["float16", "bpp"] == pytest.approx(2 * table.loc["uint8", "bpp"])
+    assert table.loc["uint8", "psnr"] > 25
 
 
 def test_an_exact_reconstruction_reports_inf_and_warns(data, tmp_path):
@@ -89,7 +102,7 @@ def test_an_exact_reconstruction_reports_inf_and_warns(data, tmp_path):
     Image.fromarray(np.full((32, 40), 77, dtype=np.uint8), mode="L").save(flat)
     report = codec_report([flat], data[1], codecs=[])
     # Resampling keeps a flat image exactly; the box encoder's zero padding darkens the first row and column.
-    assert list(np.isinf(report.table["psnr"])) == [False, False, True, True]
+    assert list(np.isinf(report.table["psnr"])) == [False] * (2 + len(CODED)) + [True, True]
     assert any(w.startswith("PSNR is inf for bicubic 4x, lanczos 4x") for w in report.warnings)
 
 
@@ -113,11 +126,16 @@ def test_cli_writes_the_csv_and_refuses_to_overwrite(data, tmp_path):
     result = runner.invoke(app, [*args, "--size", "48"])
     assert result.exit_code == 0, result.output
     table = pd.read_csv(out)
-    assert tuple(table.columns) == COLUMNS and len(table) == 5 and (table["images"] == 6).all()
+    assert tuple(table.columns) == COLUMNS and len(table) == 5 + len(CODED) and (table["images"] == 6).all()
     assert table["bpp"].iloc[0] == 0.5  # 48×48 after --size
+    with Image.open(tmp_path / "report.png") as plot:  # the rate-distortion plot, beside the CSV
+        assert plot.format == "PNG" and plot.width > 600
     assert "| best" in result.stdout and "psnr" in result.stdout
     again = runner.invoke(app, args)
     assert again.exit_code == 2 and "--overwrite" in again.output
+    out.unlink()
+    plot_left = runner.invoke(app, args)  # the plot is an output too
+    assert plot_left.exit_code == 2 and "report.png" in plot_left.output and not out.exists()
     bad = runner.invoke(app, [*args[:-1], "gif", "--overwrite"])
     assert bad.exit_code == 2 and "unknown codec" in bad.output
     assert "Example:" in runner.invoke(app, ["codec-report", "--help"]).output

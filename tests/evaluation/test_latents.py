@@ -31,13 +31,19 @@ def joint_ckpt(tmp_path_factory):
 def test_latents_match_images_up_to_rounding(joint_ckpt, synth_small, tmp_path, dtype):
     splits = splits_for(synth_small, tmp_path)
     store = tmp_path / "store"
-    compress_folder(synth_small / "images", store, CompressOptions(joint_ckpt, size=128, dtype=dtype))
+    summary = compress_folder(synth_small / "images", store, CompressOptions(joint_ckpt, size=128, dtype=dtype)).summary
+    assert summary["dtype"] == {"uint8": "uint8+png", "float16": "float16"}[dtype]  # the defaults
     from_images = evaluate_images(joint_ckpt, splits, synth_small, tmp_path / "img", n_boot=20, limit=12, device="cpu")
     from_latents = evaluate_latents(joint_ckpt, splits, store, tmp_path / "lat", n_boot=20, limit=12, device="cpu")
     a, b = read_evaluation(tmp_path / "img"), read_evaluation(tmp_path / "lat")
     assert list(a.images) == list(b.images) and from_images.images == from_latents.images == 12
     gap = np.abs(a.probs - b.probs).max()
     assert gap < (0.02 if dtype == "uint8" else 1e-3), gap  # the latent's 8-bit (or 16-bit) rounding only
+    if dtype == "uint8":  # the PNG-coded store against a raw one: the same latents, so the same probabilities
+        raw = CompressOptions(joint_ckpt, size=128, entropy="none", workers=0)
+        compress_folder(synth_small / "images", tmp_path / "raw", raw)
+        evaluate_latents(joint_ckpt, splits, tmp_path / "raw", tmp_path / "e_raw", n_boot=20, limit=12, device="cpu")
+        assert np.array_equal(read_evaluation(tmp_path / "e_raw").probs, b.probs)  # bit for bit
 
 
 def test_latents_refuse_another_size_encoder_or_kind(joint_ckpt, synth_small, tmp_path):

@@ -29,7 +29,7 @@ def test_reproduction_dry_run_prints_valid_commands_in_order():
     commands = [line[line.index("cxrtool") + 1] for line in lines]
     assert commands == [
         "split", "check", "prepare", "train-classifier", "train-classifier", "train-ae", "train-joint",
-        "evaluate", "evaluate", "evaluate", "compare",
+        "evaluate", "evaluate", "evaluate", "compare", "localize", "localize", "compare",
     ]  # fmt: skip
     for line in lines:
         args = line[line.index("cxrtool") + 1 :]
@@ -41,13 +41,21 @@ def test_reproduction_dry_run_prints_valid_commands_in_order():
     assert joint[joint.index("--crop") + 1] == "896" and joint[joint.index("--lam") + 1] == "0.9"
     stage1 = next(line for line in lines if "train-classifier" in line)
     assert stage1[stage1.index("--resize") + 1] == "256" and stage1[stage1.index("--crop") + 1] == "224"
-    assert "--reference" in lines[-1] and lines[-1][lines[-1].index("--reference") + 1] == "all"
+    table1 = next(line for line in lines if "compare" in line and "--reference" in line)
+    assert table1[table1.index("--reference") + 1] == "all"
+    localize = [line for line in lines if "localize" in line]
+    assert [line[line.index("--ckpt") + 1] for line in localize] == ["out/runs/seed0/d121", "out/runs/seed0/aecnn"]
+    assert all(
+        line[line.index("--images") + 1] == "/data/cxr14" for line in localize
+    )  # originals: boxes are in their pixels
+    loc_dirs = [line[line.index("--out") + 1] for line in localize]
+    assert lines[-1][lines[-1].index("compare") + 1 :][:2] == loc_dirs  # the two localizations, compared
 
 
 def test_reproduction_over_seeds_groups_the_runs():
     lines = _dry_run("--seeds", "0 1 2")
     assert sum("train-joint" in line for line in lines) == 3
-    compare = lines[-1]
+    compare = next(line for line in lines if "--group" in line)
     groups = [compare[i + 1] for i, word in enumerate(compare) if word == "--group"]
     assert [g.split("=")[0] for g in groups] == ["D121", "AECNN", "FMix"]
     assert all(len(g.split("=")[1].split(",")) == 3 for g in groups)

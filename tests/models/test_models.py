@@ -10,7 +10,6 @@ from cxrtool.errors import InputError
 from cxrtool.models.autoencoder import AutoEncoder
 from cxrtool.models.checkpoints import (
     KINDS,
-    build_model,
     encoder_identity,
     load_model,
     read_info,
@@ -19,6 +18,7 @@ from cxrtool.models.checkpoints import (
 )
 from cxrtool.models.classifier import TORCHVISION_FILE, Classifier, check_input_size, load_pretrained_
 from cxrtool.models.joint import JointModel
+from cxrtool.models.registry import create_model
 
 
 def test_autoencoder_has_1025_parameters_and_the_papers_shapes():
@@ -67,7 +67,7 @@ def test_too_small_crop_is_refused_with_the_minimum():
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_save_load_round_trip_with_metadata(tmp_path, kind):
-    model = build_model(kind)
+    model = create_model(kind)
     path = tmp_path / "m.safetensors"
     save_model(path, model, kind=kind, labels=LABELS, input_spec={"crop": 32}, config={"seed": 3})
     info = read_info(path)

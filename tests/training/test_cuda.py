@@ -33,8 +33,9 @@ def _options(kind, splits, images, **overrides):
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 @pytest.mark.parametrize("kind", ["classifier", "autoencoder", "joint"])
 def test_each_stage_trains_with_mixed_precision(synth_small, synth_splits, tmp_path, monkeypatch, kind, precision):
+    from tests_support import train
+
     from cxrtool.training import loop
-    from cxrtool.training.stages import train
 
     if precision == "fp16":
         monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: False)
@@ -48,7 +49,7 @@ def test_each_stage_trains_with_mixed_precision(synth_small, synth_splits, tmp_p
 
 
 def test_compile_trains(synth_small, synth_splits, tmp_path):
-    from cxrtool.training.stages import train
+    from tests_support import train
 
     history = train("classifier", _options("classifier", synth_splits, synth_small, compile=True), tmp_path / "run")
     assert np.isfinite(history[-1]["val_loss"])

@@ -3,12 +3,10 @@ import math
 import pandas as pd
 import pytest
 import torch
-from tests_support import autoencoder_options, classifier_options
+from tests_support import autoencoder_options, classifier_options, joint_start, train
 
 from cxrtool.errors import InputError
 from cxrtool.models.checkpoints import read_info, read_tensors
-from cxrtool.training.joint_init import build_joint
-from cxrtool.training.stages import train
 from cxrtool.training.tasks import JointTask
 
 
@@ -38,7 +36,7 @@ def test_joint_starts_from_stage_1_and_2(stage_runs, synth_small, synth_splits, 
     classifier, autoencoder = stage_runs
     if as_file:
         classifier, autoencoder = classifier / "model.safetensors", autoencoder / "model.safetensors"
-    model = build_joint(
+    model = joint_start(
         joint_options(synth_splits, synth_small, classifier=str(classifier), autoencoder=str(autoencoder))
     )
     joint = model.state_dict()
@@ -51,13 +49,13 @@ def test_joint_starts_from_stage_1_and_2(stage_runs, synth_small, synth_splits, 
 def test_wrong_kind_is_a_clear_error(stage_runs, synth_small, synth_splits):
     classifier, autoencoder = stage_runs
     with pytest.raises(InputError, match=r"\(--classifier\) is an autoencoder checkpoint"):
-        build_joint(joint_options(synth_splits, synth_small, classifier=str(autoencoder)))
+        joint_start(joint_options(synth_splits, synth_small, classifier=str(autoencoder)))
     with pytest.raises(InputError, match=r"\(--autoencoder\) is a classifier checkpoint"):
-        build_joint(joint_options(synth_splits, synth_small, autoencoder=str(classifier)))
+        joint_start(joint_options(synth_splits, synth_small, autoencoder=str(classifier)))
 
 
 def test_missing_parts_warn(synth_small, synth_splits, capsys):
-    build_joint(joint_options(synth_splits, synth_small))
+    joint_start(joint_options(synth_splits, synth_small))
     err = capsys.readouterr().err
     assert "no --autoencoder" in err and "no --classifier" in err
 
@@ -88,7 +86,7 @@ def test_joint_run_and_resume(stage_runs, synth_small, synth_splits, tmp_path):
     info = read_info(tmp_path / "one-go")
     assert info.kind == "joint" and info.input["latent"] == 32 and info.input["encoder_first"] is True
     train("joint", {**options, "epochs": 1}, tmp_path / "cut")
-    from cxrtool.training.stages import merge_resume
+    from tests_support import merge_resume
 
     train("joint", merge_resume(tmp_path / "cut", {"epochs": 2}), tmp_path / "cut", resume=True)
     a, b = read_tensors(tmp_path / "one-go" / "last.safetensors"), read_tensors(tmp_path / "cut" / "last.safetensors")

@@ -15,7 +15,7 @@ import torch
 import torch.distributed as dist
 from PIL import Image
 from safetensors.torch import load_file
-from tests_support import autoencoder_options, classifier_options
+from tests_support import autoencoder_options, build_stage, classifier_options, joint_start, merge_resume, train
 from torchvision import transforms as T
 
 from cxrtool.data.labels import LABELS
@@ -25,9 +25,8 @@ from cxrtool.models.autoencoder import AutoEncoder
 from cxrtool.models.checkpoints import save_model
 from cxrtool.models.classifier import Classifier
 from cxrtool.models.joint import JointModel
+from cxrtool.runtime.device import pick_device
 from cxrtool.training import distributed, tasks
-from cxrtool.training.joint_init import build_joint
-from cxrtool.training.stages import BUILDERS, merge_resume, train
 from cxrtool.training.tasks import AutoencoderTask, ClassifierTask, FMixSettings, JointTask
 
 
@@ -135,7 +134,7 @@ def test_a_cuda_rank_binds_its_gpu_before_joining_the_group(monkeypatch):
     monkeypatch.setattr(dist, "init_process_group", lambda **kw: calls.append(("init", kw)))
     monkeypatch.setattr(dist, "get_rank", lambda: 1)
     monkeypatch.setattr(dist, "get_world_size", lambda: 2)
-    device = distributed.pick_device("auto")
+    device = pick_device("auto")
     assert device == torch.device("cuda", 1)
     world = distributed.init_world(device)
     assert calls[0] == ("set_device", torch.device("cuda", 1))
@@ -174,7 +173,7 @@ def test_stage_3_starts_from_every_tensor_of_stages_1_and_2(tmp_path, synth_smal
     save_model(tmp_path / "a.safetensors", autoencoder, kind="autoencoder", labels=LABELS, input_spec={}, config={})
     sources = {**load_file(str(tmp_path / "c.safetensors")), **load_file(str(tmp_path / "a.safetensors"))}
     options = {"classifier": str(tmp_path / "c.safetensors"), "autoencoder": str(tmp_path / "a.safetensors")}
-    joint = build_joint({**options, "pretrained": False, "weights": None}).state_dict()
+    joint = joint_start({**options, "pretrained": False, "weights": None}).state_dict()
     assert set(joint) == set(sources)
     for key, value in sources.items():
         assert torch.equal(joint[key], value), key
@@ -208,7 +207,7 @@ def test_stage_3_training_crops_rotates_then_flips_and_validation_resizes(synth_
 
     images, splits = synth_160
     options = joint_options(splits, images, crop=128)
-    stage = BUILDERS["joint"](options, True, 0)  # resume=True: no parts to load
+    stage = build_stage("joint", options, resume=True)  # no parts to load
     for index in range(4):
         torch.manual_seed(sample_seed(0, 3, index, "train"))
         plain = T.Compose([T.RandomCrop(128), T.RandomRotation(5), T.RandomHorizontalFlip()])(_image_of(stage, index))
@@ -220,7 +219,7 @@ def test_stage_3_training_crops_rotates_then_flips_and_validation_resizes(synth_
 @pytest.mark.parametrize("augment", ["bl5", "fmix"])
 def test_stage_1_training_draws_are_torchvisions(synth_small, synth_splits, augment):
     options = classifier_options(synth_splits, synth_small, resize=64, crop=56, augment=augment)
-    stage = BUILDERS["classifier"](options, True, 0)
+    stage = build_stage("classifier", options, resume=True)
     for index in range(4):
         torch.manual_seed(sample_seed(0, 2, index, "train"))
         if augment == "bl5":

@@ -5,12 +5,11 @@ import signal
 import pandas as pd
 import pytest
 import torch
-from tests_support import autoencoder_options, classifier_options
+from tests_support import autoencoder_options, classifier_options, merge_resume, train
 
 from cxrtool.data.labels import LABELS
 from cxrtool.errors import InputError, Interrupted, RunFailure
 from cxrtool.models.checkpoints import read_info, read_tensors
-from cxrtool.training.stages import merge_resume, train
 
 HEAD = ["epoch", "lr", "seconds", "images_per_s", "train_loss", "val_loss"]
 
@@ -119,7 +118,7 @@ def test_resume_refuses_changed_settings(synth_small, synth_splits, tmp_path):
         merge_resume(run, {"lr": 0.5})
     with pytest.raises(InputError, match="only grow"):
         merge_resume(run, {"epochs": 0})
-    assert merge_resume(run, {"workers": 3, "epochs": 4})["workers"] == 3
+    assert merge_resume(run, {"workers": 3, "epochs": 4}).loop.workers == 3
 
 
 def test_bad_inputs(synth_small, synth_splits, tmp_path):

@@ -1,0 +1,1 @@
+"""Run-time helpers every command layer uses: device choice, signals, worker processes. No training code."""
