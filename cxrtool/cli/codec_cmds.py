@@ -71,6 +71,17 @@ def compress_cmd(
         bool, typer.Option(help="Stop (exit 2) at the first unreadable image instead of skipping.")
     ] = False,
     dicom_window: DicomWindow = "file",
+    keep_dicom_header: Annotated[
+        bool,
+        typer.Option(
+            help="Keep each DICOM's header (all its tags, no pixels: patient name, ID, dates included) in the store, "
+            "so that decompress --format dicom restores them; the bytes count in bits_per_pixel."
+        ),
+    ] = False,
+    dicom_uids: Annotated[
+        bool,
+        typer.Option(help="Add study_uid, series_uid, sop_uid to manifest.csv (empty for non-DICOM images)."),
+    ] = False,
     overwrite: Overwrite = False,
 ) -> None:
     """Encode every image under IN_DIR with a checkpoint's encoder into latent shards (4× smaller per side).
@@ -80,7 +91,11 @@ def compress_cmd(
     shards; unreadable files are listed in errors.csv and skipped (exit 3). Under torchrun each rank writes its part
     to OUT_DIR/part-RANK-of-WORLD_SIZE.
 
+    Nothing identifying from a DICOM is stored unless --keep-dicom-header or --dicom-uids asks for it.
+
     Example:  cxrtool compress data/images latents --ckpt runs/joint --size 896
+
+    Example:  cxrtool compress dicoms latents --ckpt runs/ae --keep-dicom-header --dicom-uids
     """
     from cxrtool.compression.compress import CompressOptions, compress_folder, parse_part, part_out_dir
 
@@ -97,6 +112,8 @@ def compress_cmd(
         workers=workers,
         strict=strict,
         overwrite=overwrite,
+        keep_dicom_header=keep_dicom_header,
+        dicom_uids=dicom_uids,
     )
     with progress("compress", None) as advance:
         report = compress_folder(in_dir, out, options, progress=advance)
@@ -118,7 +135,11 @@ def decompress_cmd(
         Path | None, typer.Option("--ckpt", help="The checkpoint the store was made with [default: its summary's].")
     ] = None,
     fmt: Annotated[
-        str, typer.Option("--format", help="png, or dicom: 8-bit MONOCHROME2 Secondary Captures flagged lossy.")
+        str,
+        typer.Option(
+            "--format",
+            help="png, or dicom: 8-bit MONOCHROME2 flagged lossy, with the source's tags where the store kept them.",
+        ),
     ] = "png",
     workers: Annotated[int | None, typer.Option(help="File-encoding threads [default: min(4, CPUs-1)].", min=1)] = None,
     overwrite: Overwrite = False,
@@ -126,8 +147,11 @@ def decompress_cmd(
     """Reconstruct a store's images: REC_DIR/<rel_path with .png or .dcm>, 8-bit grayscale, at the original size
     (S×S for a store made with --size S).
 
-    A checkpoint with other encoder/decoder weights than the store's is refused. A DICOM gets new UIDs and no
-    patient or study data, with Lossy Image Compression "01", its ratio and a method naming cxrtool's encoder.
+    A checkpoint with other encoder/decoder weights than the store's is refused. A DICOM is flagged Lossy Image
+    Compression "01" with its ratio and a method naming cxrtool's encoder. From a store made with
+    --keep-dicom-header it carries its source's tags (patient, study, series; Study and Series Instance UID) with a
+    new SOP Instance UID referencing the source's, Rows/Columns/Pixel Spacing of the written pixels; otherwise it is
+    a Secondary Capture with new UIDs and no patient or study data.
 
     Example:  cxrtool decompress latents reconstructed --ckpt runs/ae --format dicom
     """
@@ -149,6 +173,12 @@ def decompress_cmd(
         [["images", report.images], ["seconds", report.seconds], ["ckpt", str(report.ckpt)]],
         title=f"reconstructions in {rec_dir}",
     )
+    if report.unlisted:
+        raise PartialSuccess(
+            f"{out_dir}/manifest.csv lacks {len(report.unlisted)} image(s) its shards hold, not decompressed: "
+            f"{', '.join(report.unlisted[:5])}{' …' if len(report.unlisted) > 5 else ''}; rerun the `cxrtool compress` "
+            "that made the store to rebuild manifest.csv"
+        )
 
 
 @command("compress-merge")

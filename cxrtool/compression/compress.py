@@ -39,10 +39,11 @@ from torch import nn
 from cxrtool.artifacts import write_json
 from cxrtool.compression import store as fmt
 from cxrtool.compression import store_write as write
+from cxrtool.compression.dicom_source import NONE, KeepDicom, SourceTags, source_tags
 from cxrtool.compression.fast_encoder import FastEncoder
 from cxrtool.compression.latent_format import LatentCodingError, LatentFormat
 from cxrtool.compression.pixel_view import pixels
-from cxrtool.data.dicom import dicom_window
+from cxrtool.data.dicom import DicomError, dicom_window
 from cxrtool.data.images import IMAGE_SUFFIXES, ImageReadError, image_header, list_image_files, open_image, to_unit
 from cxrtool.data.transforms import resize
 from cxrtool.errors import InputError, Interrupted, RunFailure
@@ -89,6 +90,8 @@ class CompressOptions:
     workers: int | None = None  # processes that read and encode; None: one per CPU core, 0: this process alone
     strict: bool = False
     overwrite: bool = False
+    keep_dicom_header: bool = False  # each DICOM's header (no pixels) in the store, for decompress --format dicom
+    dicom_uids: bool = False  # study_uid, series_uid, sop_uid in manifest.csv
 
     @property
     def format(self) -> LatentFormat:
@@ -174,12 +177,14 @@ def prepare_out_dir(
         return
     summary = fmt.read_summary(out, flag="OUT_DIR")
     wanted = {**settings, "part": f"{part[0]}/{part[1]}"}
-    diffs = [f"{k} {summary.get(k)} (now {v})" for k, v in wanted.items() if summary.get(k) != v]
+    if "dicom_window" in summary:  # stores written before 0.2 do not say; DICOM pixels depend on it
+        wanted["dicom_window"] = dicom_window()
+    diffs = [f"{k} {fmt.setting(summary, k)} (now {v})" for k, v in wanted.items() if fmt.setting(summary, k) != v]
     if diffs:
         raise InputError(
             f"OUT_DIR {out} is a store made with other settings: {'; '.join(diffs)}. A rerun resumes only with the "
-            "same checkpoint, --dtype, --entropy (dtype uint8 is --entropy none), --size, --shard-size and --shard; "
-            "pass --overwrite to start afresh"
+            "same checkpoint, --dtype, --entropy (dtype uint8 is --entropy none), --size, --shard-size, --shard, "
+            "--dicom-window, --keep-dicom-header and --dicom-uids; pass --overwrite to start afresh"
         )
 
 
@@ -248,14 +253,24 @@ class Encoded(NamedTuple):
     data: bytes  # the latent's bytes in the shard (LatentFormat.pack)
     outside: int  # latent values outside [0, 1] before any clamping
     error: str | None
+    tags: SourceTags = NONE  # what --keep-dicom-header / --dicom-uids take from a DICOM source
 
 
 class _EncodedImages:
     """Each image read, encoded and coded where it is read: in a worker process, which builds its own encoder on
     first use (FastEncoder keeps work buffers), or in this process with --workers 0."""
 
-    def __init__(self, root: Path, rels: Sequence[str], size: int | None, codec: Codec, form: LatentFormat) -> None:
+    def __init__(
+        self,
+        root: Path,
+        rels: Sequence[str],
+        size: int | None,
+        codec: Codec,
+        form: LatentFormat,
+        keep: KeepDicom = KeepDicom(),
+    ) -> None:
         self.root, self.rels, self.size, self.codec, self.form = Path(root), list(rels), size, codec, form
+        self.keep = keep
         self._encode: Callable[[torch.Tensor], tuple[bytes, tuple[int, int], int]] | None = None
 
     def __len__(self) -> int:
@@ -273,10 +288,22 @@ class _EncodedImages:
             except LatentCodingError as e:
                 error = str(e)
             else:
-                return Encoded(
+                encoded = Encoded(
                     item.rel, item.width, item.height, item.mode, item.file_bytes, shape, data, outside, None
                 )
+                return _with_source_tags(encoded, self.root, self.keep)
         return Encoded(item.rel, 0, 0, "", 0, (0, 0), b"", 0, error)
+
+
+def _with_source_tags(encoded: Encoded, root: Path, keep: KeepDicom) -> Encoded:
+    """The encoded image with what `keep` asks of its source; an unreadable DICOM header fails the image."""
+    if not keep:
+        return encoded
+    try:
+        return encoded._replace(tags=source_tags(root / encoded.rel, keep))
+    except DicomError as e:
+        error = f"cannot read the DICOM header of {encoded.rel}: {e}"
+        return Encoded(encoded.rel, 0, 0, "", 0, (0, 0), b"", 0, error)
 
 
 def latent_fn(codec: Codec, form: LatentFormat) -> Callable[[torch.Tensor], tuple[bytes, tuple[int, int], int]]:
@@ -358,11 +385,14 @@ def _encode_shards(
 ) -> Generator[fmt.ShardInfo, None, None]:
     """Encode the shards in `todo`, yielding each one's info once it is on disk."""
     form = LatentFormat.parse(settings["dtype"])
-    images = _EncodedImages(in_dir, [rel for k in todo for rel in plan.members(k)], settings["size"], codec, form)
+    keep = KeepDicom(settings["dicom_header"], settings["dicom_uids"])
+    rels = [rel for k in todo for rel in plan.members(k)]
+    images = _EncodedImages(in_dir, rels, settings["size"], codec, form, keep)
     items = _in_order(images, workers)
     with contextlib.closing(items):  # on any exit, the workers stop before this returns
         for k in todo:
             records, errors, outside = [], [], 0
+            uids: dict[str, tuple[str, str, str]] = {}
             with write.ShardWriter(out / fmt.shard_name(k), form) as writer:
                 for _ in plan.members(k):
                     item = next(items)
@@ -372,6 +402,7 @@ def _encode_shards(
                         errors.append((item.rel, item.error))
                     else:
                         nbytes = writer.add(item.rel, item.data, item.shape)
+                        _add_source_tags(writer, item, uids)
                         outside += item.outside
                         h, w = item.shape
                         records.append(
@@ -379,8 +410,16 @@ def _encode_shards(
                         )
                     if progress:
                         progress(1)
-                writer.finish(write.shard_metadata(settings, k, records, errors, outside))
+                writer.finish(write.shard_metadata(settings, k, records, errors, outside, uids))
             yield fmt.read_shard(out / fmt.shard_name(k))
+
+
+def _add_source_tags(writer: write.ShardWriter, item: Encoded, uids: dict[str, tuple[str, str, str]]) -> None:
+    """A kept header goes into the shard right after its image's latent; UIDs into the shard's metadata."""
+    if item.tags.header:
+        writer.add_bytes(fmt.header_key(item.rel), item.tags.header)
+    if item.tags.uids is not None:
+        uids[item.rel] = item.tags.uids
 
 
 def compress_folder(
@@ -405,16 +444,22 @@ def compress_folder(
         raise InputError(f"IN_DIR {in_dir} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
     settings: dict[str, Any] = {"encoder_sha256": codec.identity, "dtype": options.format.name, "size": options.size}
     settings["shard_size"] = options.shard_size
+    settings.update(dicom_header=options.keep_dicom_header, dicom_uids=options.dicom_uids)
     prepare_out_dir(in_dir, out, settings, options.part, overwrite=options.overwrite)
     fields = _fields(in_dir, out, plan, codec, options)
     done = done_shards(out, plan, settings)
+    infos, todo = dict(done), [k for k in plan.assigned if k not in done]
+    finished = None if todo else _finished_summary(out, settings, fields)
+    if finished is not None:  # a rerun of a complete store keeps its summary (and timings); tables rebuilt alike
+        write.write_tables(out, [infos[k] for k in sorted(infos)], settings["dtype"])
+        errors = [e for k in sorted(infos) for e in infos[k].errors]
+        return CompressReport(out, finished, errors, len(done), 0)
     write_json(
         out / fmt.SUMMARY,
         write.build_summary(list(done.values()), settings=settings, part=options.part, complete=False, fields=fields),
     )
     if progress:
         progress(sum(len(plan.members(k)) for k in done))
-    infos, todo = dict(done), [k for k in plan.assigned if k not in done]
     workers = cpu_cores() if options.workers is None else options.workers
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as in every worker: FastEncoder's slabs suit one thread, and the results must match
@@ -425,7 +470,7 @@ def compress_folder(
         with contextlib.closing(shards):
             for info in shards:
                 infos[info.index] = info
-                write.write_tables(out, infos.values(), settings["dtype"])
+                write.write_tables(out, infos.values(), settings["dtype"], uids=options.dicom_uids)
                 if after_shard:
                     after_shard(info)
     except KeyboardInterrupt:
@@ -434,7 +479,7 @@ def compress_folder(
         ) from None
     finally:
         torch.set_num_threads(threads)
-    write.write_tables(out, infos.values(), settings["dtype"])
+    write.write_tables(out, infos.values(), settings["dtype"], uids=options.dicom_uids)
     seconds = time.perf_counter() - start
     encoded_now = sum(len(infos[k].records) for k in todo)
     fields.update(seconds=seconds, encoded_this_run=encoded_now, images_per_s=encoded_now / seconds, workers=workers)
@@ -443,6 +488,17 @@ def compress_folder(
     write_json(out / fmt.SUMMARY, summary)
     errors = [e for info in ordered for e in info.errors]
     return CompressReport(out, summary, errors, len(done), len(todo))
+
+
+def _finished_summary(out: Path, settings: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any] | None:
+    """The summary of a store this very run would only rewrite: complete, with these settings and this listing."""
+    try:
+        summary = fmt.read_summary(out, flag="OUT_DIR")
+    except (InputError, OSError, ValueError):
+        return None
+    same = all(summary.get(k) == v for k, v in settings.items())
+    keys = ("listing_sha256", "shards_expected", "entropy", "latent_clamp")
+    return summary if summary.get("complete") and same and all(summary.get(k) == fields[k] for k in keys) else None
 
 
 def _fields(in_dir: Path, out: Path, plan: Plan, codec: Codec, options: CompressOptions) -> dict[str, Any]:

@@ -5,7 +5,8 @@
     ── round to 8 bits ── REC_DIR/<rel_path with .png or .dcm> (encoding in threads; each file renamed into place)
 
 A store made with `--size S` decodes to S×S images (the size that was encoded), not to the original size.
-`--format dicom` writes 8-bit MONOCHROME2 Secondary Captures flagged lossy (see dicom_write).
+`--format dicom` writes 8-bit MONOCHROME2 DICOMs flagged lossy: Secondary Captures, or the source's attributes
+around the new pixels where the store kept its header (`compress --keep-dicom-header`; see dicom_write).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class DecompressReport:
     images: int
     ckpt: Path
     seconds: float
+    unlisted: list[str]  # images the shards hold that manifest.csv lacks: not written
 
 
 def resolve_ckpt(store: Store, ckpt: Path | None) -> tuple[Path, str]:
@@ -94,7 +96,8 @@ def _writer(store: Store, fmt: str) -> Writer:
     identity = store.identity
 
     def save(key: str, pixels: np.ndarray, path: Path) -> None:
-        write_dicom(pixels, path, identity=identity, ratio=pixels.size / max(1, int(stored[key])))
+        ratio = pixels.size / max(1, int(stored[key]))
+        write_dicom(pixels, path, identity=identity, ratio=ratio, source=store.dicom_header(key))
 
     return save
 
@@ -132,7 +135,7 @@ def decompress_store(
         _decode_all(store, decoder, rec_dir, names, sizes, save, workers=max(1, workers), progress=progress)
     finally:
         torch.set_num_threads(threads)
-    return DecompressReport(rec_dir, len(sizes), path, time.perf_counter() - start)
+    return DecompressReport(rec_dir, len(sizes), path, time.perf_counter() - start, store.unlisted)
 
 
 def _decode_all(

@@ -33,7 +33,11 @@ def check_parts(parts: Sequence[Path]) -> list[dict[str, Any]]:
     numbers = [_part_number(s, p) for s, p in zip(summaries, parts)]
     first = summaries[0]
     for path, summary in zip(parts, summaries):
-        diffs = [f"{k} {summary.get(k)} (first part: {first.get(k)})" for k in SAME if summary.get(k) != first.get(k)]
+        diffs = [
+            f"{k} {fmt.setting(summary, k)} (first part: {fmt.setting(first, k)})"
+            for k in SAME
+            if fmt.setting(summary, k) != fmt.setting(first, k)
+        ]
         if diffs:
             raise InputError(f"part {path} differs from {parts[0]}: {'; '.join(diffs)}")
     n = numbers[0][1]
@@ -57,16 +61,35 @@ def _prepare_out(parts: Sequence[Path], out: Path, *, overwrite: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
-def _copy_shards(part: Path, out: Path, settings: dict[str, Any], number: tuple[int, int]) -> list[fmt.ShardInfo]:
-    infos = []
-    for path in sorted(part.glob("latents-*.safetensors")):
+def _part_shards(part: Path, summary: dict[str, Any], settings: dict[str, Any]) -> list[Path]:
+    """The part's shard files, each checked to belong to it, and as many as its summary promises."""
+    number = _part_number(summary, part)
+    paths = sorted(p for p in part.glob("latents-*.safetensors") if fmt.shard_index(p.name) is not None)
+    for path in paths:
         info = fmt.read_shard(path)
         if info.settings != settings or info.index % number[1] != number[0]:
             raise InputError(f"{path} does not belong to part {number[0]}/{number[1]} of this store")
-        with atomic_path(out / path.name) as tmp:
-            shutil.copyfile(path, tmp)
-        infos.append(fmt.read_shard(out / path.name))
-    return infos
+    if len(paths) != int(summary["shards_expected"]):
+        raise InputError(
+            f"part {part} holds {len(paths)} shard(s) where its summary.json promises {summary['shards_expected']}; "
+            "rerun its `cxrtool compress` to finish it before merging"
+        )
+    return paths
+
+
+def _copy_shards(paths: Sequence[Path], out: Path) -> list[fmt.ShardInfo]:
+    """Copy every shard into `out`; on any failure remove the ones copied, so that no partial store is left."""
+    copied: list[Path] = []
+    try:
+        for path in paths:
+            with atomic_path(out / path.name) as tmp:
+                shutil.copyfile(path, tmp)
+            copied.append(out / path.name)
+        return [fmt.read_shard(p) for p in copied]
+    except BaseException:
+        for p in copied:
+            p.unlink(missing_ok=True)
+        raise
 
 
 def merge_parts(
@@ -77,17 +100,14 @@ def merge_parts(
     if not parts:
         raise InputError("give the parts to merge: the OUT_DIRs of `cxrtool compress --shard i/N`")
     summaries = check_parts(parts)
-    _prepare_out(parts, out, overwrite=overwrite)
     first = summaries[0]
-    settings = {k: first[k] for k in fmt.SETTINGS}
-    infos = []
-    for part, summary in zip(parts, summaries):
-        infos += _copy_shards(part, out, settings, _part_number(summary, part))
-    infos.sort(key=lambda i: i.index)
+    settings = {k: fmt.setting(first, k) for k in fmt.SETTINGS}
+    # Every part checked whole before --out is touched: a refused merge leaves it as it was.
+    paths = [path for part, summary in zip(parts, summaries) for path in _part_shards(part, summary, settings)]
+    _prepare_out(parts, out, overwrite=overwrite)
+    infos = sorted(_copy_shards(paths, out), key=lambda i: i.index)
     expected = sum(int(s["shards_expected"]) for s in summaries)
-    if len(infos) != expected:
-        raise InputError(f"the parts hold {len(infos)} shards where their summaries promise {expected}")
-    write.write_tables(out, infos, first["dtype"])
+    write.write_tables(out, infos, first["dtype"], uids=settings["dicom_uids"])
     keep = ("in_dir", "ckpt", "ckpt_kind", "images_total", "listing_sha256", "latent_clamp", "dicom_window", "entropy")
     fields = {k: first.get(k) for k in keep}
     fields.update(

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -50,8 +50,23 @@ MANIFEST_COLUMNS = (
     "bytes",
 )
 ERROR_COLUMNS = ("rel_path", "error")
+UID_COLUMNS = ("study_uid", "series_uid", "sop_uid")  # manifest.csv's last columns with `compress --dicom-uids`
 # What must match between a store, its shards and a rerun (or the parts of a merge).
-SETTINGS = ("encoder_sha256", "dtype", "size", "shard_size")
+SETTINGS = ("encoder_sha256", "dtype", "size", "shard_size", "dicom_header", "dicom_uids")
+# Settings that stores written before they existed lack: read as these values.
+SETTING_DEFAULTS: dict[str, Any] = {"dicom_header": False, "dicom_uids": False}
+# A kept DICOM header (`compress --keep-dicom-header`) is a 1-D uint8 tensor in its image's shard under this prefix
+# and the image's key; a relative path never starts with "/", so no image's key can take that name.
+HEADER_PREFIX = "/dicom-header/"
+
+
+def header_key(rel: str) -> str:
+    return HEADER_PREFIX + rel
+
+
+def setting(summary: dict[str, Any], key: str) -> Any:
+    """One of SETTINGS from a summary.json, a store older than the setting reading as its default."""
+    return summary.get(key, SETTING_DEFAULTS.get(key))
 
 
 def shard_name(index: int) -> str:
@@ -93,6 +108,8 @@ class ShardInfo:
     errors: list[tuple[str, str]]
     latent_outside: int  # latent values outside [0, 1] before any clamping
     disk_bytes: int
+    uids: dict[str, tuple[str, str, str]] = field(default_factory=dict)  # rel → study, series, SOP (--dicom-uids)
+    header_bytes: int = 0  # the kept DICOM headers' bytes (--keep-dicom-header)
 
     @property
     def rel_paths(self) -> list[str]:
@@ -118,6 +135,8 @@ def read_shard(path: Path) -> ShardInfo:
             "dtype": meta["cxrtool.dtype"],
             "size": None if size == "full" else int(size),
             "shard_size": int(meta["cxrtool.shard_size"]),
+            "dicom_header": meta.get("cxrtool.dicom_header") == "true",
+            "dicom_uids": "cxrtool.dicom_uids" in meta,
         }
         images = json.loads(meta["cxrtool.images"])
         coded = LatentFormat.parse(str(settings["dtype"])).coded
@@ -131,9 +150,15 @@ def read_shard(path: Path) -> ShardInfo:
             records.append(Record(rel, width, height, mode, file_bytes, h, w, end - start))
         errors = [(rel, message) for rel, message in json.loads(meta["cxrtool.errors"])]
         index, outside = int(meta["cxrtool.shard"]), int(meta["cxrtool.latent_outside"])
+        uids = {
+            rel: (study, series, sop) for rel, study, series, sop in json.loads(meta.get("cxrtool.dicom_uids", "[]"))
+        }
+        header_bytes = sum(
+            e - s for name, t in tensors.items() if name.startswith(HEADER_PREFIX) for s, e in [t["data_offsets"]]
+        )
     except (OSError, KeyError, ValueError, TypeError, InputError) as e:
         raise InputError(f"{path} is not a complete cxrtool latent shard ({e})") from None
-    return ShardInfo(path, index, settings, records, errors, outside, path.stat().st_size)
+    return ShardInfo(path, index, settings, records, errors, outside, path.stat().st_size, uids, header_bytes)
 
 
 def read_summary(out: Path, *, flag: str) -> dict[str, Any]:
@@ -158,6 +183,7 @@ class Store:
     root: Path
     summary: dict[str, Any]
     manifest: Any  # pandas DataFrame with MANIFEST_COLUMNS
+    unlisted: list[str] = field(default_factory=list)  # images the shards hold that manifest.csv lacks
 
     @property
     def identity(self) -> str:
@@ -213,6 +239,18 @@ class Store:
             for key, values in self._shard_values(shard, list(rows["key"])):
                 yield key, LatentFormat.to_float(values)
 
+    def dicom_header(self, key: str) -> bytes | None:
+        """The source header kept for `key` by `compress --keep-dicom-header` (a DICOM file without its pixel data),
+        or None: a store made without the option, or an image that was not a DICOM."""
+        from safetensors import safe_open
+
+        if not setting(self.summary, "dicom_header"):
+            return None
+        path = self.root / self.shard_of[key]
+        with safe_open(str(path), framework="np") as f:
+            names = f.keys()  # a safe_open handle has no `in`
+            return f.get_tensor(header_key(key)).tobytes() if header_key(key) in names else None
+
     def _shard_values(self, shard: str, keys: Sequence[str]) -> Iterator[tuple[str, np.ndarray]]:
         """(key, stored values) one at a time, the shard open meanwhile (memory: one latent)."""
         from safetensors import safe_open
@@ -238,11 +276,15 @@ def open_store(path: Path, *, flag: str = "--latents") -> Store:
         raise InputError(f"the store {root} ({flag}) is unfinished; rerun the `cxrtool compress` that made it")
     manifest = read_csv_checked(root / MANIFEST, MANIFEST_COLUMNS, what="a latent store's manifest.csv")
     manifest = manifest.astype({"rel_path": str, "key": str, "shard": str})
-    for name in dict.fromkeys(manifest["shard"]):
-        settings = read_shard(root / name).settings
-        if settings["encoder_sha256"] != summary["encoder_sha256"]:
+    listed = set(manifest["key"])
+    names = dict.fromkeys([*manifest["shard"], *(p.name for p in sorted(root.glob("latents-*.safetensors")))])
+    unlisted = []
+    for name in names:
+        info = read_shard(root / name)
+        if info.settings["encoder_sha256"] != summary["encoder_sha256"]:
             raise InputError(f"{root / name} was encoded by another encoder than its store's summary.json says")
-    return Store(root, summary, manifest)
+        unlisted += [r.rel_path for r in info.records if r.rel_path not in listed]
+    return Store(root, summary, manifest, sorted(unlisted))
 
 
 def check_identity(store: Store, ckpt: Any, *, flag: str = "--ckpt", path: Any = "") -> None:

@@ -27,6 +27,7 @@ from cxrtool.compression.store import (
     MANIFEST,
     MANIFEST_COLUMNS,
     SUMMARY,
+    UID_COLUMNS,
     Record,
     ShardInfo,
     shard_index,
@@ -44,21 +45,27 @@ class ShardWriter:
         fd, spill = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".spill.tmp", dir=self.path.parent)
         self._spill_path = Path(spill)
         self._spill = os.fdopen(fd, "w+b")
-        self.entries: list[tuple[str, tuple[int, ...], int, int]] = []
+        self.entries: list[tuple[str, str, tuple[int, ...], int, int]] = []
         self._offset = 0
 
     def add(self, key: str, data: bytes, shape: tuple[int, int]) -> int:
         """Append one latent as `LatentFormat.pack` made it (`shape` its H×W); returns its bytes."""
+        return self._append(key, self.fmt.tensor_dtype, self.fmt.tensor_shape(shape, len(data)), data)
+
+    def add_bytes(self, key: str, data: bytes) -> int:
+        """Append other bytes (a kept DICOM header) as a 1-D uint8 tensor; returns their number."""
+        return self._append(key, "U8", (len(data),), data)
+
+    def _append(self, key: str, dtype: str, shape: tuple[int, ...], data: bytes) -> int:
         self._spill.write(data)
-        tensor_shape = self.fmt.tensor_shape(shape, len(data))
-        self.entries.append((key, tensor_shape, self._offset, self._offset + len(data)))
+        self.entries.append((key, dtype, shape, self._offset, self._offset + len(data)))
         self._offset += len(data)
         return len(data)
 
     def finish(self, metadata: dict[str, str]) -> None:
         header: dict[str, Any] = {"__metadata__": dict(sorted(metadata.items()))}
-        for key, shape, start, end in self.entries:
-            header[key] = {"dtype": self.fmt.tensor_dtype, "shape": list(shape), "data_offsets": [start, end]}
+        for key, dtype, shape, start, end in self.entries:
+            header[key] = {"dtype": dtype, "shape": list(shape), "data_offsets": [start, end]}
         raw = json.dumps(header, separators=(",", ":")).encode()
         raw += b" " * (-len(raw) % 8)  # as safetensors pads: the data starts 8-byte aligned
         self._spill.flush()
@@ -80,10 +87,17 @@ class ShardWriter:
 
 
 def shard_metadata(
-    settings: dict[str, Any], index: int, records: Sequence[Record], errors: Sequence[tuple[str, str]], outside: int
+    settings: dict[str, Any],
+    index: int,
+    records: Sequence[Record],
+    errors: Sequence[tuple[str, str]],
+    outside: int,
+    uids: dict[str, tuple[str, str, str]] | None = None,
 ) -> dict[str, str]:
     """The shard's `__metadata__`; a coded store's shards add `cxrtool.latent_shapes` ([H, W] per image, in the
-    order of `cxrtool.images`), while a raw store's keep exactly the keys they always had."""
+    order of `cxrtool.images`), `--keep-dicom-header` adds `cxrtool.dicom_header`, `--dicom-uids` adds
+    `cxrtool.dicom_uids` ([rel, study, series, SOP] per DICOM image), while a raw store's keep exactly the keys they
+    always had."""
     meta = {
         "cxrtool.kind": "latents",
         "cxrtool.version": __version__,
@@ -100,11 +114,16 @@ def shard_metadata(
     }
     if LatentFormat.parse(settings["dtype"]).coded:
         meta["cxrtool.latent_shapes"] = json.dumps([[r.latent_height, r.latent_width] for r in records])
+    if settings.get("dicom_header"):
+        meta["cxrtool.dicom_header"] = "true"
+    if settings.get("dicom_uids"):
+        meta["cxrtool.dicom_uids"] = json.dumps([[rel, *ids] for rel, ids in sorted((uids or {}).items())])
     return meta
 
 
-def manifest_rows(info: ShardInfo, dtype: str) -> Iterator[list[Any]]:
+def manifest_rows(info: ShardInfo, dtype: str, uids: bool = False) -> Iterator[list[Any]]:
     for r in info.records:
+        extra = list(info.uids.get(r.rel_path, ("", "", ""))) if uids else []
         yield [
             r.rel_path.rsplit("/", 1)[-1],
             r.rel_path,
@@ -117,17 +136,19 @@ def manifest_rows(info: ShardInfo, dtype: str) -> Iterator[list[Any]]:
             r.latent_width,
             dtype,
             r.bytes,
+            *extra,
         ]
 
 
-def write_tables(out: Path, infos: Iterable[ShardInfo], dtype: str) -> None:
-    """manifest.csv and errors.csv from the shards (in index order, which is rel_path order)."""
+def write_tables(out: Path, infos: Iterable[ShardInfo], dtype: str, *, uids: bool = False) -> None:
+    """manifest.csv (with UID_COLUMNS last where `uids`, empty for a non-DICOM image) and errors.csv from the shards
+    (in index order, which is rel_path order)."""
     infos = sorted(infos, key=lambda i: i.index)
     with atomic_path(out / MANIFEST) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(MANIFEST_COLUMNS)
+        writer.writerow(MANIFEST_COLUMNS + (UID_COLUMNS if uids else ()))
         for info in infos:
-            writer.writerows(manifest_rows(info, dtype))
+            writer.writerows(manifest_rows(info, dtype, uids))
     with atomic_path(out / ERRORS) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(ERROR_COLUMNS)
@@ -184,7 +205,9 @@ def build_summary(
     complete: bool,
     fields: dict[str, Any],
 ) -> dict[str, Any]:
-    """summary.json: format, settings, counts and sizes from the shards, then the caller's fields."""
+    """summary.json: format, settings, counts and sizes from the shards, then the caller's fields; a store with
+    kept DICOM headers says how many of its bytes out they are."""
+    headers = {"dicom_header_bytes": sum(i.header_bytes for i in infos)} if settings.get("dicom_header") else {}
     return {
         "format": FORMAT,
         "format_version": 1,
@@ -193,5 +216,6 @@ def build_summary(
         **settings,
         "part": f"{part[0]}/{part[1]}",
         **totals(infos),
+        **headers,
         **fields,
     }

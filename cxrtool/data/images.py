@@ -166,6 +166,15 @@ def open_image(path: Path, *, dicom_window: str | None = None) -> Image.Image:
         raise ImageReadError(f"cannot read image {path}: {e}") from None
 
 
+def is_dicom_file(path: Path) -> bool:
+    """Whether `open_image` reads `path` as a DICOM (see `_is_dicom`); False for a file it cannot open."""
+    try:
+        with open(path, "rb") as f:
+            return _is_dicom(f, path)
+    except OSError:
+        return False
+
+
 def _is_dicom(f: BinaryIO, path: Path) -> bool:
     """By content: a PNG or JPEG signature is not DICOM; the DICM marker is; else a DICOM suffix decides (a DICOM
     without preamble and file meta, which pydicom may still read). Leaves `f` at its start."""

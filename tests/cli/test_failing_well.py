@@ -298,3 +298,36 @@ def test_sigterm_during_a_command_exits_130_not_143(synth_small, synth_splits, t
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert "--resume" in one_line(err)
+
+
+SLOW_SHARDS = """
+import time
+import cxrtool.compression.store_write as write
+tables = write.write_tables
+def slowly(*args, **kwargs):
+    tables(*args, **kwargs)
+    time.sleep(0.3)
+write.write_tables = slowly
+"""
+
+
+def test_sigterm_during_compress_exits_130_and_a_rerun_finishes_the_store(synth_small, tmp_path):
+    files = _checkpoints(tmp_path)
+    args = ["compress", synth_small / "images", tmp_path / "s", "--ckpt", files["good"], "--shard-size", "8"]
+    code = textwrap.dedent(SLOW_SHARDS) + MAIN
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, *map(str, [*args, "--workers", "0"])], stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.time() + 200
+    while not (tmp_path / "s" / "latents-00001.safetensors").exists():
+        assert proc.poll() is None and time.time() < deadline
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "run the same command again" in one_line(err)
+    assert not json.loads((tmp_path / "s" / "summary.json").read_text())["complete"]
+    assert 2 <= len(list((tmp_path / "s").glob("latents-*.safetensors"))) < 20  # stopped part way: 160 images / 8
+    assert run_cli([*args, "--workers", "2"]).returncode == 0  # byte-identical resumes: test_store.py
+    summary = json.loads((tmp_path / "s" / "summary.json").read_text())
+    assert summary["complete"] and summary["shards"] == 20 and summary["encoded"] == 160

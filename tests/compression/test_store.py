@@ -264,6 +264,54 @@ def test_parts_merged_equal_a_single_run(broken: Path, ae: Path, tmp_path: Path)
     assert fmt.open_store(tmp_path / "m").manifest.shape[0] == 12
 
 
+def test_a_finished_store_rerun_keeps_its_summary_and_rebuilds_a_damaged_manifest(
+    images: Path, ae: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "s"
+    compress(images, out, ae)
+    before = store_bytes(out) | {fmt.SUMMARY: (out / fmt.SUMMARY).read_bytes()}
+    again = compress(images, out, ae)
+    assert (again.shards_skipped, again.shards_written) == (3, 0)
+    assert store_bytes(out) | {fmt.SUMMARY: (out / fmt.SUMMARY).read_bytes()} == before  # the timings too
+    lines = (out / fmt.MANIFEST).read_text().splitlines(keepends=True)
+    (out / fmt.MANIFEST).write_text("".join(lines[:3] + lines[4:]))  # one image's row lost
+    compress(images, out, ae)
+    assert (out / fmt.MANIFEST).read_bytes() == before[fmt.MANIFEST]
+
+
+def test_decompress_of_a_store_whose_manifest_lacks_an_image_writes_the_rest_and_exits_3(
+    images: Path, ae: Path, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from cxrtool.cli.app import app
+
+    out = tmp_path / "s"
+    compress(images, out, ae)
+    lines = (out / fmt.MANIFEST).read_text().splitlines(keepends=True)
+    lost = lines[5].split(",")[1]  # rel_path
+    (out / fmt.MANIFEST).write_text("".join(lines[:5] + lines[6:]))
+    done = CliRunner().invoke(app, ["decompress", str(out), str(tmp_path / "rec"), "--ckpt", str(ae)])
+    assert done.exit_code == 3, done.output
+    assert lost in done.output and "manifest.csv" in done.output
+    written = sorted(str(p.relative_to(tmp_path / "rec")) for p in (tmp_path / "rec").rglob("*.png"))
+    assert len(written) == 11 and lost.replace(".jpg", ".png") not in written
+
+
+def test_a_merge_with_an_incomplete_part_leaves_out_untouched(broken: Path, ae: Path, tmp_path: Path) -> None:
+    for i in range(2):
+        compress(broken, tmp_path / f"p{i}", ae, part=(i, 2))
+    merge_parts([tmp_path / "p0", tmp_path / "p1"], tmp_path / "old")
+    old = store_bytes(tmp_path / "old") | {fmt.SUMMARY: (tmp_path / "old" / fmt.SUMMARY).read_bytes()}
+    next(iter(sorted((tmp_path / "p1").glob("latents-*.safetensors")))).unlink()
+    with pytest.raises(InputError, match=r"p1 holds 1 shard\(s\) where its summary.json promises 2"):
+        merge_parts([tmp_path / "p0", tmp_path / "p1"], tmp_path / "new")
+    assert not (tmp_path / "new").exists()
+    with pytest.raises(InputError, match="promises 2"):
+        merge_parts([tmp_path / "p0", tmp_path / "p1"], tmp_path / "old", overwrite=True)
+    assert store_bytes(tmp_path / "old") | {fmt.SUMMARY: (tmp_path / "old" / fmt.SUMMARY).read_bytes()} == old
+
+
 def test_shard_option_and_torchrun_environment(tmp_path: Path) -> None:
     assert parse_part("1/4", {}) == ((1, 4), False)
     assert parse_part(None, {"RANK": "2", "WORLD_SIZE": "3"}) == ((2, 3), True)
