@@ -71,7 +71,7 @@ class Classifier(nn.Module):
         return {"logits": densenet_logits(self.densenet, self.prepare(x))}
 
 
-def _fix_legacy_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:  # pragma: no mutate block
+def _fix_legacy_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     fixed = {}
     for key, value in state.items():
         match = _LEGACY_KEY.match(key)
@@ -79,7 +79,7 @@ def _fix_legacy_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return fixed
 
 
-def _imagenet_state(weights: Path | None) -> dict[str, torch.Tensor]:  # pragma: no mutate block
+def _imagenet_state(weights: Path | None) -> dict[str, torch.Tensor]:
     """torchvision's ImageNet DenseNet121 weights: a given file, the hub cache, or a download."""
     if weights is not None:
         try:
@@ -99,7 +99,7 @@ def _imagenet_state(weights: Path | None) -> dict[str, torch.Tensor]:  # pragma:
         ) from None
 
 
-def load_pretrained_(model: nn.Module, weights: Path | None) -> str:  # pragma: no mutate block
+def load_pretrained_(model: nn.Module, weights: Path | None) -> str:
     """Load ImageNet (or a cxrtool checkpoint's) DenseNet weights into `model.densenet` (a classifier or a joint
     model); returns where they came from."""
     if weights is not None and Path(weights).suffix == ".safetensors":

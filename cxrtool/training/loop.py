@@ -74,7 +74,7 @@ class TrainingState:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _amp(device: torch.device, enabled: bool) -> tuple[torch.dtype | None, Any]:  # pragma: no mutate block
+def _amp(device: torch.device, enabled: bool) -> tuple[torch.dtype | None, Any]:
     """bf16 where the GPU has it natively (Ampere and later; no scaler needed), fp16 with a GradScaler otherwise;
     off on CPU and MPS. `is_bf16_supported()` alone also counts emulation, which would give pre-Ampere GPUs slow
     emulated bf16 and make the fp16 path unreachable."""
@@ -85,7 +85,7 @@ def _amp(device: torch.device, enabled: bool) -> tuple[torch.dtype | None, Any]:
     return torch.float16, torch.amp.GradScaler("cuda")
 
 
-def _to(batch: dict[str, Any], device: torch.device, channels_last: bool) -> dict[str, Any]:  # pragma: no mutate block
+def _to(batch: dict[str, Any], device: torch.device, channels_last: bool) -> dict[str, Any]:
     out = {}
     for key, value in batch.items():
         if isinstance(value, torch.Tensor):
@@ -96,9 +96,7 @@ def _to(batch: dict[str, Any], device: torch.device, channels_last: bool) -> dic
     return out
 
 
-def _loader(
-    dataset: Dataset, sampler: EpochSampler, batch: int, workers: int, device: torch.device, train: bool
-):  # pragma: no mutate block
+def _loader(dataset: Dataset, sampler: EpochSampler, batch: int, workers: int, device: torch.device, train: bool):
     return DataLoader(
         dataset,
         batch_size=batch,
@@ -170,7 +168,7 @@ class Trainer:
         self.step_hook: Any = None  # called with the TrainingState after every optimizer step (tests use it)
         self.record: dict[str, Any] | None = None  # config.json, written with the first saved state
 
-    def _wrap(self, model: nn.Module) -> nn.Module:  # pragma: no mutate block
+    def _wrap(self, model: nn.Module) -> nn.Module:
         if self.cfg.compile:
             model = torch.compile(model)  # type: ignore[assignment]
         if self.world.distributed:
@@ -180,7 +178,7 @@ class Trainer:
             model = DistributedDataParallel(model, device_ids=ids)
         return model
 
-    def steps_per_epoch(self) -> int:  # pragma: no mutate block
+    def steps_per_epoch(self) -> int:
         """Optimizer steps in a whole epoch of this rank (the loader's length shrinks while resuming mid-epoch)."""
         share, batch = -(-len(self.stage.train_set) // self.world.size), self.cfg.batch_size
         loads = share // batch if self.train_loader.drop_last else -(-share // batch)
@@ -211,7 +209,7 @@ class Trainer:
         self._write_record()
         run_dir.save_resume(self.run, self.model, self.optimizer, state)
 
-    def _write_record(self) -> None:  # pragma: no mutate block
+    def _write_record(self) -> None:
         if self.record is not None and self.world.main:
             run_dir.write_config(self.run, self.record)
             self.record = None
@@ -223,7 +221,7 @@ class Trainer:
                 group["lr"] = lr_for_epoch(self.cfg.lr, self.state.epoch)
         return float(self.optimizer.param_groups[0]["lr"])
 
-    def _train_epoch(self, stop: StopRequest, report: Any) -> bool:  # pragma: no mutate block
+    def _train_epoch(self, stop: StopRequest, report: Any) -> bool:
         """Train until the epoch ends (True) or max-steps is reached (False). Raises on a stop or a bad loss."""
         s, cfg = self.state, self.cfg
         loaded, skip = divmod(s.step, self.per_item)  # loader batches fully used, sub-batches done in the next
@@ -295,7 +293,7 @@ class Trainer:
         merged = {k: np.concatenate([g[1][k] for g in gathered])[first] for k in local[1]}
         return self.stage.task.metrics(merged, unique)
 
-    def _kept(self) -> str:  # pragma: no mutate block
+    def _kept(self) -> str:
         """What a run that stops on a bad loss leaves behind, and what to try."""
         kept = [name for name in (run_dir.LAST, run_dir.MODEL) if (self.run / name).is_file()]
         where = (
@@ -314,8 +312,8 @@ class Trainer:
         row: dict[str, Any] = {
             "epoch": s.epoch,
             "lr": lr,
-            "seconds": round(s.seconds + val_seconds, 3),  # pragma: no mutate (wall-clock times: no expected value)
-            "images_per_s": round(s.samples / s.seconds, 2) if s.seconds > 0 else math.nan,  # pragma: no mutate
+            "seconds": round(s.seconds + val_seconds, 3),
+            "images_per_s": round(s.samples / s.seconds, 2) if s.seconds > 0 else math.nan,
             "train_loss": s.sums.get("loss", math.nan) / max(s.samples, 1),
         }
         for column in self.stage.task.train_columns():
@@ -342,7 +340,7 @@ class Trainer:
             run_dir.write_history(self.run, s.history, self.columns)
         return row
 
-    def fit(self, report_epoch: Any = None) -> list[dict[str, Any]]:  # pragma: no mutate block
+    def fit(self, report_epoch: Any = None) -> list[dict[str, Any]]:
         """Train from the current state to the last epoch (or max-steps)."""
         from cxrtool.progress import progress
 
