@@ -2,12 +2,13 @@ import json
 from pathlib import Path
 from urllib.error import URLError
 
+import numpy as np
 import pytest
 import torch
 
 from cxrtool.data.labels import LABELS
 from cxrtool.errors import InputError
-from cxrtool.models.autoencoder import AutoEncoder
+from cxrtool.models.autoencoder import AutoEncoder, pad_to_multiple
 from cxrtool.models.checkpoints import (
     KINDS,
     encoder_identity,
@@ -39,6 +40,19 @@ def test_side_not_multiple_of_four_round_trips_through_edge_padding():
     assert out["x_hat"].shape == x.shape
     x_hat = out["x_hat"].detach()
     assert float(x_hat.min()) >= 0.0 and float(x_hat.max()) <= 1.0
+
+
+def test_an_unbatched_image_is_edge_padded_and_reconstructed_like_a_batch_of_one():
+    """Only the last two axes are height and width: a (1, H, W) image, as torch's Conv2d accepts it."""
+    x = torch.rand(1, 10, 13, generator=torch.Generator().manual_seed(0))
+    expected = np.pad(x.numpy(), ((0, 0), (0, 2), (0, 3)), mode="edge")  # to 12 x 16, bottom and right
+    np.testing.assert_array_equal(pad_to_multiple(x).numpy(), expected)
+    torch.manual_seed(0)
+    model = AutoEncoder(init="random")
+    with torch.no_grad():
+        single, batch = model(x)["x_hat"], model(x[None])["x_hat"][0]
+    assert single.shape == x.shape
+    torch.testing.assert_close(single, batch, rtol=0, atol=1e-6)
 
 
 def test_box_init_reconstructs_smooth_images_well():
