@@ -17,7 +17,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from cxrtool.data.labels import LABELS
-from cxrtool.evaluation.metrics import bootstrap_auc
+from cxrtool.stats.metrics import bootstrap_auc
 
 # Approximate positives per label on the official test list (25,596 images), in LABELS order.
 TEST_POSITIVES = (3279, 1069, 1815, 925, 4658, 1093, 435, 86, 6112, 1748, 1623, 1143, 555, 2665)

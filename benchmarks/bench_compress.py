@@ -49,12 +49,13 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from cxrtool.compression.compress import CompressOptions, compress_folder, latent_fn, load_codec, load_item
+from cxrtool.compression.codec import load_codec
+from cxrtool.compression.compress import CompressOptions, compress_folder, load_item
 from cxrtool.compression.latent_format import LatentFormat
 from cxrtool.data.images import IMAGE_SUFFIXES, open_image
 from cxrtool.models.autoencoder import AutoEncoder
 from cxrtool.models.checkpoints import save_model
-from cxrtool.parallel import cpu_cores
+from cxrtool.runtime.workers import cpu_cores
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_IMAGES = REPO / ".." / "shared" / "nih-cxr14" / "images"
@@ -129,7 +130,7 @@ def per_image(paths: Sequence[Path], ckpt: Path) -> None:
     torch.set_num_threads(1)
     codec = load_codec(ckpt)
     raw = LatentFormat("uint8", "none")
-    encode = latent_fn(codec, raw)
+    encode = codec.storer(raw)
     forms = [LatentFormat("uint8", e) for e in ("none", "png", "webp")]
     times: dict[str, list[float]] = {"decode (open_image)": [], "load_item (decode, header, pad)": [], "encode": []}
     times.update({f"code {f.name}": [] for f in forms})

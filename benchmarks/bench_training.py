@@ -35,7 +35,7 @@ from cxrtool.data.prepare import prepare_cache
 from cxrtool.data.transforms import classifier_train, joint_train
 from cxrtool.models.registry import create_model
 from cxrtool.runtime.device import pick_device
-from cxrtool.training.signals import ignore_in_worker
+from cxrtool.runtime.signals import ignore_in_worker
 from cxrtool.training.tasks import AutoencoderTask, ClassifierTask, JointTask
 
 STAGES = {

@@ -11,6 +11,7 @@ import pandas as pd
 
 from cxrtool.artifacts import read_json
 from cxrtool.errors import InputError
+from cxrtool.layouts import EvaluationDir, LatentStore, PrepareCache, RunDir
 
 
 def _checkpoint(path: Path) -> dict[str, Any]:
@@ -35,7 +36,7 @@ def _checkpoint(path: Path) -> dict[str, Any]:
 
 
 def _run(path: Path) -> dict[str, Any]:
-    config = read_json(path / "config.json")
+    config = read_json(path / RunDir.CONFIG)
     out: dict[str, Any] = {
         "artifact": "run",
         "path": str(path),
@@ -45,8 +46,8 @@ def _run(path: Path) -> dict[str, Any]:
         "files": sorted(p.name for p in path.iterdir() if not p.name.startswith(".")),
         "config": config.get("options", {}),
     }
-    if (path / "history.csv").is_file():
-        history = pd.read_csv(path / "history.csv")
+    if (path / RunDir.HISTORY).is_file():
+        history = pd.read_csv(path / RunDir.HISTORY)
         out["epochs_done"] = len(history)
         if len(history):
             best = history.loc[history["val_loss"].idxmin()]
@@ -55,21 +56,19 @@ def _run(path: Path) -> dict[str, Any]:
             out["last"] = {
                 k: _plain(v) for k, v in history.iloc[-1].items() if not k.startswith("val_auc_") or k == "val_auc_mean"
             }
-    if (path / "resume.json").is_file():
-        progress = read_json(path / "resume.json").get("progress", {})
+    if (path / RunDir.RESUME_STATE).is_file():
+        progress = read_json(path / RunDir.RESUME_STATE).get("progress", {})
         out["resume_at"] = {"epoch": progress.get("epoch"), "step": progress.get("step")}
-    if (path / "model.safetensors").is_file():
+    if (path / RunDir.MODEL).is_file():
         out["model"] = {
-            k: v
-            for k, v in _checkpoint(path / "model.safetensors").items()
-            if k in ("epoch", "encoder_sha256", "parameters")
+            k: v for k, v in _checkpoint(path / RunDir.MODEL).items() if k in ("epoch", "encoder_sha256", "parameters")
         }
     return out
 
 
 def _evaluation(path: Path) -> dict[str, Any]:
-    metrics = pd.read_csv(path / "metrics.csv")
-    config = read_json(path / "config.json") if (path / "config.json").is_file() else {}
+    metrics = pd.read_csv(path / EvaluationDir.METRICS)
+    config = read_json(path / EvaluationDir.CONFIG) if (path / EvaluationDir.CONFIG).is_file() else {}
     mean = metrics[metrics["label"] == "Mean"]
     out: dict[str, Any] = {
         "artifact": "evaluation",
@@ -90,13 +89,13 @@ def _evaluation(path: Path) -> dict[str, Any]:
 
 
 def _store(path: Path) -> dict[str, Any]:
-    summary = read_json(path / "summary.json")
-    shards = sorted(p.name for p in path.glob("latents-*.safetensors"))
+    summary = read_json(path / LatentStore.SUMMARY)
+    shards = sorted(p.name for p in path.glob(LatentStore.SHARD_GLOB))
     return {"artifact": "latent store", "path": str(path), "shards": len(shards), **summary}
 
 
 def _cache(path: Path) -> dict[str, Any]:
-    return {"artifact": "prepare cache", "path": str(path), **read_json(path / "cxrtool-cache.json")}
+    return {"artifact": "prepare cache", "path": str(path), **read_json(path / PrepareCache.MARKER)}
 
 
 def _plain(value: Any) -> Any:
@@ -113,16 +112,20 @@ def describe(path: Path) -> dict[str, Any]:
         if path.suffix == ".safetensors":
             return _checkpoint(path)
         raise InputError(f"{path}: not a cxrtool artifact (expected a .safetensors checkpoint or a directory)")
-    if (path / "config.json").is_file() and ((path / "history.csv").is_file() or (path / "resume.json").is_file()):
+
+    def has(name: str) -> bool:
+        return (path / name).is_file()
+
+    if has(RunDir.CONFIG) and (has(RunDir.HISTORY) or has(RunDir.RESUME_STATE)):
         return _run(path)
-    if (path / "metrics.csv").is_file():
+    if has(EvaluationDir.METRICS):
         return _evaluation(path)
-    if (path / "summary.json").is_file() and (path / "manifest.csv").is_file():
+    if has(LatentStore.SUMMARY) and has(LatentStore.MANIFEST):
         return _store(path)
-    if (path / "cxrtool-cache.json").is_file():
+    if has(PrepareCache.MARKER):
         return _cache(path)
-    if (path / "model.safetensors").is_file():
-        return _checkpoint(path / "model.safetensors")
+    if has(RunDir.MODEL):
+        return _checkpoint(path / RunDir.MODEL)
     raise InputError(
         f"{path}: not a cxrtool artifact (a run directory, evaluation directory, latent store or prepare cache)"
     )

@@ -34,6 +34,9 @@ def progress(description: str, total: int | None, *, enabled: bool = True) -> It
         task = bar.add_task(description, total=total, info="")
 
         def advance(n: int = 1, info: str | None = None) -> None:
-            bar.update(task, advance=n, **({"info": info} if info is not None else {}))
+            if info is None:
+                bar.update(task, advance=n)
+            else:
+                bar.update(task, advance=n, info=info)
 
         yield advance

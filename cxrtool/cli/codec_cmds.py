@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from cxrtool.cli.app import command
-from cxrtool.cli.options import DicomWindow, Overwrite, use_dicom_window
+from cxrtool.cli.config_options import options_from
+from cxrtool.cli.options import Overwrite
 from cxrtool.cli.output import emit_table, log, progress
+from cxrtool.config.compression import StoreConfig
 from cxrtool.errors import PartialSuccess
 
 SUMMARY_ROWS = (
@@ -41,47 +44,17 @@ def _summary_table(summary: dict[str, Any], title: str) -> None:
 
 
 @command("compress")
+@options_from(store=StoreConfig)
 def compress_cmd(
     in_dir: Annotated[
         Path, typer.Argument(help="Folder of images (PNG/JPEG/DICOM, any layout, searched recursively).")
     ],
     out_dir: Annotated[Path, typer.Argument(help="Store to write, or to finish on a rerun; not inside IN_DIR.")],
     ckpt: Annotated[Path, typer.Option("--ckpt", help="Stage-2 (train-ae) or stage-3 (train-joint) run or file.")],
-    size: Annotated[
-        int | None,
-        typer.Option(help="Resize to S×S first (a multiple of 4): the size a joint model classifies at, e.g. 896."),
-    ] = None,
-    dtype: Annotated[str, typer.Option(help="uint8: round(clamp(z,0,1)·255); float16: z unclamped.")] = "uint8",
-    entropy: Annotated[
-        str | None,
-        typer.Option(
-            help="Lossless coding of uint8 latents: png (fast; ~0.24 bits/pixel on radiographs), webp (~0.20; ~10× "
-            "the coding time) or none (raw, 0.5). [default: png for uint8; float16 is always raw]"
-        ),
-    ] = None,
-    shard_size: Annotated[int, typer.Option(help="Images per shard file.", min=1)] = 1024,
+    store: StoreConfig,
     shard: Annotated[
         str | None, typer.Option("--shard", help="i/N: encode only part i of N (0-based); join with compress-merge.")
     ] = None,
-    workers: Annotated[
-        int | None,
-        typer.Option(help="Processes that read and encode (0: this one) [default: one per CPU core].", min=0),
-    ] = None,
-    strict: Annotated[
-        bool, typer.Option(help="Stop (exit 2) at the first unreadable image instead of skipping.")
-    ] = False,
-    dicom_window: DicomWindow = "file",
-    keep_dicom_header: Annotated[
-        bool,
-        typer.Option(
-            help="Keep each DICOM's header (all its tags, no pixels: patient name, ID, dates included) in the store, "
-            "so that decompress --format dicom restores them; the bytes count in bits_per_pixel."
-        ),
-    ] = False,
-    dicom_uids: Annotated[
-        bool,
-        typer.Option(help="Add study_uid, series_uid, sop_uid to manifest.csv (empty for non-DICOM images)."),
-    ] = False,
     overwrite: Overwrite = False,
 ) -> None:
     """Encode every image under IN_DIR with a checkpoint's encoder into latent shards (4× smaller per side).
@@ -99,21 +72,10 @@ def compress_cmd(
     """
     from cxrtool.compression.compress import CompressOptions, compress_folder, parse_part, part_out_dir
 
-    use_dicom_window(dicom_window)  # workers inherit it; summary.json's config records it
     part, from_env = parse_part(shard)
     out = part_out_dir(out_dir, part, from_env)
     options = CompressOptions(
-        ckpt=ckpt,
-        size=size,
-        dtype=dtype,
-        entropy=entropy,
-        shard_size=shard_size,
-        part=part,
-        workers=workers,
-        strict=strict,
-        overwrite=overwrite,
-        keep_dicom_header=keep_dicom_header,
-        dicom_uids=dicom_uids,
+        ckpt, part=part, overwrite=overwrite, **{f.name: getattr(store, f.name) for f in fields(store)}
     )
     with progress("compress", None) as advance:
         report = compress_folder(in_dir, out, options, progress=advance)
@@ -156,7 +118,7 @@ def decompress_cmd(
     Example:  cxrtool decompress latents reconstructed --ckpt runs/ae --format dicom
     """
     from cxrtool.compression.decompress import decompress_store
-    from cxrtool.parallel import default_workers
+    from cxrtool.runtime.workers import default_workers
 
     with progress("decompress", None) as advance:
         report = decompress_store(

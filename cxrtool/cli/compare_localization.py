@@ -10,12 +10,13 @@ from cxrtool.errors import InputError
 def compare_localization_dirs(evals: list[Path], *, names: str | None, others: bool, out: Path | None) -> None:
     from cxrtool.cli.compare_cmd import emit_comparison
     from cxrtool.explain.compare import compare_localizations, display_rows
-    from cxrtool.explain.loc_dir import LOCALIZATION, is_localization, read_localization
+    from cxrtool.explain.loc_dir import is_localization, read_localization
+    from cxrtool.layouts import LocalizationDir
 
     plain = [str(path) for path in evals if not is_localization(path)]
     if plain:
         raise InputError(
-            f"{plain[0]} has no {LOCALIZATION}, but other directories given are localizations; compare "
+            f"{plain[0]} has no {LocalizationDir.LOCALIZATION}, but other directories given are localizations; compare "
             "localization directories (`localize --out`) with each other and evaluations with evaluations"
         )
     if others:

@@ -8,22 +8,26 @@ from typing import Annotated
 
 import typer
 
+from cxrtool import layouts
 from cxrtool.cli.app import command
-from cxrtool.cli.options import Device, DicomWindow, Overwrite, Seed, Workers, use_dicom_window
+from cxrtool.cli.config_options import options_from
+from cxrtool.cli.options import Overwrite, use_dicom_window
 from cxrtool.cli.output import emit_frame, log, progress
+from cxrtool.config.evaluation import EvaluationConfig, InferenceConfig, ViewsConfig
 from cxrtool.errors import InputError, PartialSuccess
 
 Ckpt = Annotated[Path, typer.Option("--ckpt", help="Checkpoint: a run directory (its model.safetensors) or a file.")]
-Tta = Annotated[str, typer.Option(help="Test-time views: none, or tencrop (corners, centre and their mirrors).")]
-TtaAverage = Annotated[str, typer.Option(help="How ten-crop views are averaged: probs or logits.")]
-EvalBatch = Annotated[int, typer.Option(help="Images per batch.", min=1)]
 
 
 @command("evaluate")
+@options_from(evaluation=EvaluationConfig, views=ViewsConfig, run=InferenceConfig)
 def evaluate_cmd(
     ckpt: Ckpt,
     out: Annotated[Path, typer.Option("--out", help="Evaluation directory to write.")],
     splits: Annotated[Path, typer.Option("--splits", help="splits.csv written by `cxrtool split`.")],
+    evaluation: EvaluationConfig,
+    views: ViewsConfig,
+    run: InferenceConfig,
     images: Annotated[Path | None, typer.Option("--images", help="Image folder (any layout).")] = None,
     latents: Annotated[
         Path | None,
@@ -31,16 +35,6 @@ def evaluate_cmd(
             "--latents", help="Instead of --images: a `compress --size <crop>` store, for a joint checkpoint."
         ),
     ] = None,
-    split: Annotated[str, typer.Option(help="Which split to evaluate: test, val or train.")] = "test",
-    tta: Tta = "none",
-    tta_average: TtaAverage = "probs",
-    bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the 95% intervals.", min=1)] = 2000,
-    batch_size: EvalBatch = 32,
-    workers: Workers = None,
-    device: Device = "auto",
-    limit: Annotated[int | None, typer.Option(help="Evaluate a seeded subset of this many images.", min=1)] = None,
-    dicom_window: DicomWindow = "file",
-    seed: Seed = 0,
     overwrite: Overwrite = False,
 ) -> None:
     """Evaluate a classifier or joint checkpoint: per-label AUC with bootstrap intervals, AP, Youden points.
@@ -50,57 +44,40 @@ def evaluate_cmd(
     Example:  cxrtool evaluate --ckpt runs/d121 --splits splits.csv --images data --out evals/d121
     """
     from cxrtool.evaluation.evaluate import evaluate_images, evaluate_latents
-    from cxrtool.parallel import default_workers
 
-    use_dicom_window(dicom_window)
-    if split not in ("train", "val", "test"):
-        raise InputError(f"--split must be train, val or test, not {split!r}")
+    use_dicom_window(run.dicom_window)
     if (images is None) == (latents is None):
         raise InputError("give exactly one of --images DIR and --latents STORE")
-    if latents is not None and tta != "none":
+    if latents is not None and views.tta != "none":
         raise InputError("--tta needs images; a latent store holds one view per image")
     with progress("evaluate", None) as advance:
         if latents is not None:
             result = evaluate_latents(
-                ckpt, splits, latents, out, split=split, n_boot=bootstrap, seed=seed, batch_size=batch_size,
-                device=device, limit=limit, overwrite=overwrite, progress=advance,
-            )  # fmt: skip
-        else:
-            result = evaluate_images(
-                ckpt,
-                splits,
-                images,
-                out,
-                split=split,
-                tta=tta,
-                tta_average=tta_average,
-                n_boot=bootstrap,
-                seed=seed,
-                batch_size=batch_size,
-                workers=default_workers() if workers is None else workers,
-                device=device,
-                limit=limit,
-                overwrite=overwrite,
-                progress=advance,
+                ckpt, splits, latents, out, evaluation=evaluation, run=run, overwrite=overwrite, progress=advance
             )
-    emit_frame(result.metrics.set_index("label"), index_name="label", title=f"{out}: {result.images} {split} images")
+        else:
+            assert images is not None  # exactly one of --images and --latents, checked above
+            result = evaluate_images(
+                ckpt, splits, images, out, evaluation=evaluation, views=views, run=run, overwrite=overwrite,
+                progress=advance,
+            )  # fmt: skip
+    emit_frame(
+        result.metrics.set_index("label"), index_name="label", title=f"{out}: {result.images} {evaluation.split} images"
+    )
     log(f"evaluated {result.images} images in {result.seconds:.1f} s; files in {out}")
 
 
 @command("predict")
+@options_from(views=ViewsConfig, run=InferenceConfig)
 def predict_cmd(
     inputs: Annotated[list[Path], typer.Argument(help="Image files and/or folders (searched recursively).")],
     ckpt: Ckpt,
     out: Annotated[Path, typer.Option("--out", help="CSV to write: image, then one probability per label.")],
+    views: ViewsConfig,
+    run: InferenceConfig,
     thresholds: Annotated[
         Path | None, typer.Option(help="An evaluation's metrics.csv: adds 0/1 findings at its Youden thresholds.")
     ] = None,
-    tta: Tta = "none",
-    tta_average: TtaAverage = "probs",
-    batch_size: EvalBatch = 32,
-    workers: Workers = None,
-    device: Device = "auto",
-    dicom_window: DicomWindow = "file",
     overwrite: Overwrite = False,
 ) -> None:
     """Classify your own radiographs (PNG, JPEG or DICOM; no labels needed): one row of probabilities per image.
@@ -114,28 +91,18 @@ def predict_cmd(
 
     from cxrtool.artifacts import ensure_new, write_csv
     from cxrtool.evaluation.predict import ERROR_COLUMNS, predict_files
-    from cxrtool.parallel import default_workers
 
-    use_dicom_window(dicom_window)
-    errors_csv = out.parent / "errors.csv"
+    use_dicom_window(run.dicom_window)
+    errors_csv = out.parent / layouts.ERRORS
     if errors_csv == out:
-        raise InputError(f"--out {out}: errors.csv is where skipped images are listed; name the output otherwise")
+        raise InputError(f"--out {out}: {layouts.ERRORS} is where skipped images are listed; name the output otherwise")
     ensure_new(out, overwrite=overwrite)
-    ensure_new(errors_csv, overwrite=overwrite, flag="errors.csv beside --out")
+    ensure_new(errors_csv, overwrite=overwrite, flag=f"{layouts.ERRORS} beside --out")
     errors: list[tuple[str, str]] = []
     start = time.perf_counter()
     with progress("predict", None) as advance:
         frame = predict_files(
-            inputs,
-            ckpt,
-            thresholds=thresholds,
-            tta=tta,
-            tta_average=tta_average,
-            batch_size=batch_size,
-            workers=default_workers() if workers is None else workers,
-            device=device,
-            progress=advance,
-            errors=errors,
+            inputs, ckpt, thresholds=thresholds, views=views, run=run, progress=advance, errors=errors
         )
     write_csv(out, frame, float_format="%.9g")  # every float32 probability exactly
     log(f"wrote {out}: {len(frame)} images in {time.perf_counter() - start:.1f} s")

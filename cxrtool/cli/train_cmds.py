@@ -53,7 +53,7 @@ def run_training(
     overwrite: bool,
 ) -> None:
     """Shared by the three commands: fresh run or resume, then the history table on stdout."""
-    from cxrtool.parallel import default_workers
+    from cxrtool.runtime.workers import default_workers
     from cxrtool.training.stages import resume_config, train
 
     if resume is not None:

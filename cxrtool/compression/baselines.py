@@ -277,7 +277,7 @@ def _check_u8(image: np.ndarray) -> np.ndarray:
 
 
 def _as_uint8(image: np.ndarray) -> np.ndarray:
-    """uint8 as is; floats in [0, 1] as round(clip(x)·255), the 8-bit rounding of `evaluation.quality`."""
+    """uint8 as is; floats in [0, 1] as round(clip(x)·255), the 8-bit rounding of `stats.quality`."""
     array = np.asarray(image)
     if array.ndim != 2 or array.size == 0:
         raise InputError(f"expected a non-empty H×W single-channel image, got shape {array.shape}")

@@ -2,7 +2,8 @@
 
     IN_DIR ── sorted listing ── image k → shard k // S ── part i/N takes shards k % N == i
     worker processes (one per core by default), each image where it is read:
-        read, single channel, [--size resize], edge-pad to ×4 ── FastEncoder (one thread; 8-bit pixels as they are)
+        read, single channel, [--size resize], edge-pad to ×4 ── LatentCodec.storer: FastEncoder (one thread;
+        8-bit pixels as they are), the model's clamp
         ── uint8 round(clamp(z,0,1)·255) [── PNG | WebP, lossless] | float16 z        (LatentFormat.pack)
     ──► main process, in listing order: ShardWriter ── whole shard renamed into place
     ──► manifest.csv, errors.csv (rebuilt from the shards after each one) ──► summary.json
@@ -25,73 +26,48 @@ import itertools
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 import torch
-from torch import nn
 
 from cxrtool.artifacts import write_json
 from cxrtool.compression import store as fmt
 from cxrtool.compression import store_write as write
+from cxrtool.compression.codec import LatentCodec, load_codec
 from cxrtool.compression.dicom_source import NONE, KeepDicom, SourceTags, source_tags
-from cxrtool.compression.fast_encoder import FastEncoder
 from cxrtool.compression.latent_format import LatentCodingError, LatentFormat
 from cxrtool.compression.pixel_view import pixels
-from cxrtool.data.dicom import DicomError, dicom_window
+from cxrtool.config.compression import StoreConfig
+from cxrtool.data.dicom import DicomError, dicom_window, set_dicom_window
 from cxrtool.data.images import IMAGE_SUFFIXES, ImageReadError, image_header, list_image_files, open_image, to_unit
 from cxrtool.data.transforms import resize
 from cxrtool.errors import InputError, Interrupted, RunFailure
 from cxrtool.log import warn
-from cxrtool.models.autoencoder import SCALE, make_decoder, make_encoder
-from cxrtool.models.checkpoints import encoder_identity, load_parts, read_info
-from cxrtool.parallel import cpu_cores
-from cxrtool.training.signals import ignore_in_worker
+from cxrtool.models.autoencoder import SCALE
+from cxrtool.runtime.signals import ignore_in_worker
+from cxrtool.runtime.workers import cpu_cores
 
 Progress = Callable[[int], None]
 
 
 @dataclass(frozen=True)
-class Codec:
-    """The encoder and decoder tensors of a stage-2 (autoencoder) or stage-3 (joint) checkpoint."""
+class CompressOptions(StoreConfig):
+    """`compress`'s options (StoreConfig, validated there), the checkpoint, the part this process takes and
+    whether an old store may be replaced."""
 
-    path: Path
-    kind: str
-    identity: str
-    tensors: dict[str, torch.Tensor]
-    input: dict[str, Any] = field(default_factory=dict)
-
-    def module(self, prefix: str) -> nn.Sequential:
-        module = make_encoder() if prefix == "encoder" else make_decoder()
-        n = len(prefix) + 1
-        module.load_state_dict({k[n:]: v for k, v in self.tensors.items() if k.startswith(prefix + ".")})
-        return module.eval().requires_grad_(False)
-
-
-def load_codec(ckpt: Path, *, flag: str = "--ckpt") -> Codec:
-    info = read_info(ckpt, flag=flag)
-    tensors = load_parts(info.path, ("encoder.", "decoder."), kinds=("autoencoder", "joint"), flag=flag)
-    return Codec(info.path.resolve(), info.kind, encoder_identity(tensors), tensors, info.input)
-
-
-@dataclass(frozen=True)
-class CompressOptions:
     ckpt: Path
-    size: int | None = None  # None: full resolution
-    dtype: str = "uint8"
-    entropy: str | None = None  # lossless coding of uint8 latents; None: png for uint8, none for float16
-    shard_size: int = 1024
     part: tuple[int, int] = (0, 1)  # (i, N): this worker takes the shards k with k % N == i
-    workers: int | None = None  # processes that read and encode; None: one per CPU core, 0: this process alone
-    strict: bool = False
     overwrite: bool = False
-    keep_dicom_header: bool = False  # each DICOM's header (no pixels) in the store, for decompress --format dicom
-    dicom_uids: bool = False  # study_uid, series_uid, sop_uid in manifest.csv
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        LatentFormat.for_options(self.dtype, self.entropy)  # an entropy the dtype or Pillow cannot take: now
 
     @property
     def format(self) -> LatentFormat:
@@ -122,7 +98,7 @@ class CompressReport:
     shards_written: int
 
 
-def parse_part(text: str | None, env: dict[str, str] | None = None) -> tuple[tuple[int, int], bool]:
+def parse_part(text: str | None, env: Mapping[str, str] | None = None) -> tuple[tuple[int, int], bool]:
     """(i, N) from `--shard i/N`, else from torchrun's RANK/WORLD_SIZE; the flag says it came from the environment."""
     env = os.environ if env is None else env
     if text is None:
@@ -140,16 +116,6 @@ def parse_part(text: str | None, env: dict[str, str] | None = None) -> tuple[tup
 def part_out_dir(out: Path, part: tuple[int, int], from_env: bool) -> Path:
     """Under torchrun every rank gets the same OUT_DIR, so each writes its part to OUT_DIR/part-i-of-N."""
     return Path(out) / f"part-{part[0]}-of-{part[1]}" if from_env else Path(out)
-
-
-def _check_options(options: CompressOptions) -> None:
-    LatentFormat.for_options(options.dtype, options.entropy)  # InputError on a bad --dtype or --entropy
-    if options.workers is not None and options.workers < 0:
-        raise InputError(f"--workers must be 0 or more, not {options.workers}")
-    if options.size is not None and (options.size < SCALE or options.size % SCALE):
-        raise InputError(f"--size must be a positive multiple of {SCALE} (e.g. 896), not {options.size}")
-    if options.shard_size < 1:
-        raise InputError(f"--shard-size must be at least 1, not {options.shard_size}")
 
 
 def refuse_inside(in_dir: Path, out: Path) -> None:
@@ -191,7 +157,7 @@ def prepare_out_dir(
 def done_shards(out: Path, plan: Plan, settings: dict[str, Any]) -> dict[int, fmt.ShardInfo]:
     """The finished shards already in OUT_DIR, each checked against the settings and the current listing."""
     assigned, done = set(plan.assigned), {}
-    for path in sorted(out.glob("latents-*.safetensors")):
+    for path in sorted(out.glob(fmt.SHARD_GLOB)):
         k = fmt.shard_index(path.name)
         if k is None:
             continue
@@ -265,7 +231,7 @@ class _EncodedImages:
         root: Path,
         rels: Sequence[str],
         size: int | None,
-        codec: Codec,
+        codec: LatentCodec,
         form: LatentFormat,
         keep: KeepDicom = KeepDicom(),
     ) -> None:
@@ -281,7 +247,7 @@ class _EncodedImages:
         error = item.error
         if error is None:
             if self._encode is None:
-                self._encode = latent_fn(self.codec, self.form)
+                self._encode = self.codec.storer(self.form)
             assert item.x is not None, "an Item without an error has its pixels"
             try:
                 data, shape, outside = self._encode(item.x)
@@ -304,27 +270,6 @@ def _with_source_tags(encoded: Encoded, root: Path, keep: KeepDicom) -> Encoded:
     except DicomError as e:
         error = f"cannot read the DICOM header of {encoded.rel}: {e}"
         return Encoded(encoded.rel, 0, 0, "", 0, (0, 0), b"", 0, error)
-
-
-def latent_fn(codec: Codec, form: LatentFormat) -> Callable[[torch.Tensor], tuple[bytes, tuple[int, int], int]]:
-    """x → (the latent as stored, its H×W, count of values outside [0, 1]); a joint model's latent is clamped by the
-    model. Run it with one intra-op thread (as the workers and `compress_folder` do)."""
-    fast = FastEncoder(codec.module("encoder"))
-    clamp = codec.kind == "joint"
-    scratch = np.empty(0, np.float32)  # quantise's, kept between images of one size
-
-    def encode(x: torch.Tensor) -> tuple[bytes, tuple[int, int], int]:
-        nonlocal scratch
-        z = fast(x)[0, 0].numpy()
-        if clamp:
-            np.clip(z, 0.0, 1.0, out=z)
-        outside = int(np.count_nonzero((z < 0) | (z > 1)))
-        if scratch.shape != z.shape:
-            scratch = np.empty_like(z)
-        values = form.quantise(z, scratch=scratch)
-        return form.pack(values), (int(values.shape[0]), int(values.shape[1])), outside
-
-    return encode
 
 
 _images: _EncodedImages | None = None  # in a worker process: the images it encodes
@@ -376,7 +321,7 @@ def _encode_shards(
     out: Path,
     plan: Plan,
     todo: list[int],
-    codec: Codec,
+    codec: LatentCodec,
     settings: dict[str, Any],
     *,
     workers: int,
@@ -432,7 +377,7 @@ def compress_folder(
 ) -> CompressReport:
     """Encode IN_DIR into the store OUT_DIR, resuming what a killed or interrupted run left."""
     start = time.perf_counter()
-    _check_options(options)
+    set_dicom_window(options.dicom_window)  # workers read it from the environment
     in_dir, out = Path(in_dir), Path(out)
     refuse_inside(in_dir, out)
     codec = load_codec(options.ckpt)
@@ -501,7 +446,7 @@ def _finished_summary(out: Path, settings: dict[str, Any], fields: dict[str, Any
     return summary if summary.get("complete") and same and all(summary.get(k) == fields[k] for k in keys) else None
 
 
-def _fields(in_dir: Path, out: Path, plan: Plan, codec: Codec, options: CompressOptions) -> dict[str, Any]:
+def _fields(in_dir: Path, out: Path, plan: Plan, codec: LatentCodec, options: CompressOptions) -> dict[str, Any]:
     """summary.json's fields beyond the settings and totals."""
     if codec.kind == "joint":
         clamp = "by the model (joint checkpoint)"

@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 
 from cxrtool.artifacts import atomic_path
-from cxrtool.compression.compress import load_codec
+from cxrtool.compression.codec import load_codec
 from cxrtool.compression.store import Store, check_identity, open_store
 from cxrtool.data.images import IMAGE_SUFFIXES
 from cxrtool.errors import InputError
@@ -122,7 +122,7 @@ def decompress_store(
     check_identity(store, codec.identity, flag=flag, path=path)
     rec_dir = Path(rec_dir)
     _check_rec_dir(store, rec_dir, overwrite=overwrite)
-    decoder = codec.module("decoder")
+    decode = codec.decoder()
     names = rec_names(list(store.manifest["rel_path"]), FORMATS[fmt])
     sizes = {
         row.key: (store.size, store.size) if store.size else (int(row.orig_height), int(row.orig_width))
@@ -132,7 +132,7 @@ def decompress_store(
     torch.set_num_threads(1)  # the decoder is tiny: a fork/join of the intra-op pool costs more than it saves
     try:
         save = _writer(store, fmt)
-        _decode_all(store, decoder, rec_dir, names, sizes, save, workers=max(1, workers), progress=progress)
+        _decode_all(store, decode, rec_dir, names, sizes, save, workers=max(1, workers), progress=progress)
     finally:
         torch.set_num_threads(threads)
     return DecompressReport(rec_dir, len(sizes), path, time.perf_counter() - start, store.unlisted)
@@ -140,7 +140,7 @@ def decompress_store(
 
 def _decode_all(
     store: Store,
-    decoder: torch.nn.Module,
+    decode: Callable[[np.ndarray, tuple[int, int]], np.ndarray],
     rec_dir: Path,
     names: dict[str, str],
     sizes: dict[str, tuple[int, int]],
@@ -151,11 +151,9 @@ def _decode_all(
 ) -> None:
     """Decode in this thread, encode and write files in `workers` threads (Pillow releases the GIL there)."""
     pending: deque[Future[None]] = deque()
-    with ThreadPoolExecutor(workers) as pool, torch.inference_mode():
+    with ThreadPoolExecutor(workers) as pool:
         for key, z in store.iter_latents():
-            h, w = sizes[key]
-            x = decoder(torch.from_numpy(z)[None, None])[0, 0, :h, :w]
-            pixels = x.mul(255.0).round_().clamp_(0, 255).to(torch.uint8).numpy()
+            pixels = decode(z, sizes[key])
             pending.append(pool.submit(save, key, pixels, rec_dir / names[key]))
             while len(pending) > 2 * workers:  # a bounded queue keeps memory flat
                 pending.popleft().result()

@@ -29,7 +29,7 @@ import numpy as np
 
 from cxrtool.errors import InputError
 
-VALUE_DTYPES = {"uint8": ("U8", np.dtype("u1")), "float16": ("F16", np.dtype("<f2"))}
+VALUE_DTYPES: dict[str, tuple[str, np.dtype]] = {"uint8": ("U8", np.dtype("u1")), "float16": ("F16", np.dtype("<f2"))}
 ENTROPY = ("none", "png", "webp")
 DEFAULT_ENTROPY = {"uint8": "png", "float16": "none"}  # what `compress` uses when --entropy is not given
 PNG_LEVEL = 1  # zlib's RLE strategy ignores the level beyond 0; 1 says "fast" to any reader of the code
@@ -147,8 +147,8 @@ class LatentFormat:
     @staticmethod
     def to_float(values: np.ndarray) -> np.ndarray:
         """Stored values → the float32 latent the decoder and the classifier take (uint8 v → v/255)."""
-        if values.dtype == np.uint8:
-            return values.astype(np.float32) * np.float32(1.0 / 255.0)
+        if values.dtype == np.uint8:  # divided, not multiplied by a rounded 1/255: v/255 correctly rounded
+            return values.astype(np.float32) / np.float32(255.0)
         return values.astype(np.float32)
 
 
@@ -161,7 +161,7 @@ def encode_png(values: np.ndarray) -> bytes:
     rows[0, 1:] = values[0]  # the row above the first is zeros
     np.subtract(values[1:], values[:-1], out=rows[1:, 1:])  # modulo 256, as PNG's filters are
     deflate = zlib.compressobj(PNG_LEVEL, zlib.DEFLATED, 15, 9, zlib.Z_RLE)
-    idat = deflate.compress(rows) + deflate.flush()
+    idat = deflate.compress(rows) + deflate.flush()  # type: ignore[arg-type]  # numpy types __buffer__ on Python ≥ 3.12 only
     header = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)  # 8 bits, greyscale, deflate, filtering 0, no interlace
     return PNG_SIGNATURE + _chunk(b"IHDR", header) + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")
 

@@ -64,7 +64,7 @@ def _prepare_out(parts: Sequence[Path], out: Path, *, overwrite: bool) -> None:
 def _part_shards(part: Path, summary: dict[str, Any], settings: dict[str, Any]) -> list[Path]:
     """The part's shard files, each checked to belong to it, and as many as its summary promises."""
     number = _part_number(summary, part)
-    paths = sorted(p for p in part.glob("latents-*.safetensors") if fmt.shard_index(p.name) is not None)
+    paths = sorted(p for p in part.glob(fmt.SHARD_GLOB) if fmt.shard_index(p.name) is not None)
     for path in paths:
         info = fmt.read_shard(path)
         if info.settings != settings or info.index % number[1] != number[0]:

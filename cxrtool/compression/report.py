@@ -1,6 +1,7 @@
 """The codec report: the autoencoder against classic codecs at the same rate, on one set of images.
 
     image (8-bit) ─┬─ encoder ─ z ─┬─ round(clamp(z,0,1)·255)/255 ─ decoder ─► x̂   autoencoder uint8    1 B/latent
+                   │   (LatentCodec: the model's clamp, the store's quantisation, decompress's 8-bit decoding)
                    │               │    └─ PNG / lossless WebP of those bytes ───► the same x̂, uint8+png, uint8+webp
                    │               └─ z as float16 ────────────────── decoder ─► x̂   autoencoder float16  2 B/latent
                    ├─ down 4× and up (bicubic, Lanczos) ───────────────────────► x̂   same 8-bit samples as uint8
@@ -33,6 +34,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -49,7 +51,10 @@ from cxrtool.compression.baselines import (
 from cxrtool.compression.latent_format import LatentFormat
 from cxrtool.data.images import IMAGE_SUFFIXES, ImageReadError, list_image_files, open_image, to_unit
 from cxrtool.errors import InputError, RunFailure
-from cxrtool.evaluation.quality import SSIM_WINDOW, psnr_8bit, ssim
+from cxrtool.stats.quality import SSIM_WINDOW, psnr_8bit, ssim
+
+if TYPE_CHECKING:  # torch stays out of this module's import (codec-report's --help)
+    from cxrtool.compression.codec import LatentCodec
 
 COLUMNS = ("method", "setting", "bpp", "psnr", "ssim", "images")
 RESAMPLING = ("bicubic", "lanczos")
@@ -155,39 +160,34 @@ def coded_forms() -> tuple[list[LatentFormat], list[str]]:
 
 
 def autoencoder_rows(
-    model: object,
+    codec: LatentCodec,
     images: Sequence[np.ndarray],
     *,
-    clamp_latent: bool,
     forms: Sequence[LatentFormat] = (),
     progress: ProgressFactory = _no_progress,
 ) -> tuple[list[dict], list[str]]:
     """The uint8 row, a row per lossless coding in `forms` (see `coded_forms`) and the float16 row of an autoencoder
-    or joint model (anything with `.encoder` and `.decoder`)."""
+    or joint checkpoint's codec: each latent stored as `compress` stores it and decoded as `decompress` does."""
     import torch
 
-    from cxrtool.compression.fast_encoder import FastEncoder
     from cxrtool.models.autoencoder import SCALE, pad_to_multiple
 
-    encoder, decoder = FastEncoder(model.encoder), model.decoder.eval()  # type: ignore[attr-defined]
+    encode, decode = codec.encoder(), codec.decoder(eight_bit=False)  # scored as `_levels` rounds it
     u8, f16 = _Scores(), _Scores()
+    raw_u8, raw_f16 = LatentFormat("uint8", "none"), LatentFormat("float16", "none")
     coded_bytes = dict.fromkeys((f.name for f in forms), 0)
     outside = values = 0
     with progress("autoencoder", len(images)) as advance, torch.inference_mode():
         for image in images:
-            h, w = image.shape
             x = torch.from_numpy(image.astype(np.float32) * np.float32(1.0 / 255.0))[None, None]
-            z = encoder(pad_to_multiple(x))
-            # The joint model clamps its latent; the stage-2 model does not, so uint8 storage clips it (SPEC §5).
-            z = z.clamp(0.0, 1.0) if clamp_latent else z
-            outside += int(((z < 0) | (z > 1)).sum())
-            values += z.numel()
-            stored = torch.round(z.clamp(0.0, 1.0) * 255.0)
+            z = encode(pad_to_multiple(x))  # clamped by the model where it clamps (joint); else uint8 clips it
+            outside += int(np.count_nonzero((z < 0) | (z > 1)))
+            values += z.size
+            stored = codec.quantise(z, raw_u8)
             for form in forms:
-                coded_bytes[form.name] += _coded_size(form, stored[0, 0].to(torch.uint8).numpy())
-            x_hat = decoder(torch.cat([stored / 255.0, z.half().float()]))[..., :h, :w].numpy()
-            u8.add(image, x_hat[0, 0])
-            f16.add(image, x_hat[1, 0])
+                coded_bytes[form.name] += _coded_size(form, stored)
+            u8.add(image, decode(codec.dequantise(stored), image.shape))
+            f16.add(image, decode(codec.dequantise(codec.quantise(z, raw_f16)), image.shape))
             advance()
 
     def latent_values(image: np.ndarray) -> int:
@@ -198,7 +198,7 @@ def autoencoder_rows(
     rows += [u8.row("autoencoder", name, 8.0 * size / pixels) for name, size in coded_bytes.items()]
     rows.append(f16.row("autoencoder", "float16", _pooled_bpp(images, lambda a: 2 * latent_values(a))))
     notes = []
-    if not clamp_latent:
+    if not codec.clamps:
         notes.append(
             f"autoencoder: {outside / values:.4%} of latent values lie outside [0, 1] (stage-2 latents are not "
             "clamped); the uint8 rows clip them, the float16 row keeps them"
@@ -265,22 +265,22 @@ def codec_report(
     `codecs` None runs every codec Pillow has (a missing one is noted); a named codec Pillow lacks is an error.
     `progress(description, total)` is a context manager yielding `advance(n=1, info=None)`, one per phase.
     """
-    from cxrtool.models.checkpoints import load_model
+    from cxrtool.compression.codec import load_codec
 
     if size is not None and size < SSIM_WINDOW:
         raise InputError(f"--size {size} is too small: SSIM needs at least {SSIM_WINDOW}×{SSIM_WINDOW} pixels")
     progress = progress or _no_progress
     chosen, warnings = resolve_codecs(codecs)
-    model, info = load_model(ckpt, kinds=("autoencoder", "joint"))
+    latent_codec = load_codec(ckpt)
     images, skipped = load_references(paths, size=size, progress=progress)
     if not images:
         raise InputError(f"none of the {len(paths)} image(s) could be used; first problem: {skipped[0][1]}")
     forms, form_warnings = coded_forms()
     warnings += form_warnings
-    rows, notes = autoencoder_rows(model, images, clamp_latent=info.kind == "joint", forms=forms, progress=progress)
+    rows, notes = autoencoder_rows(latent_codec, images, forms=forms, progress=progress)
     rows += resampling_rows(images, progress=progress)
-    for codec in chosen:
-        row, codec_warnings = codec_row(images, codec, rows[0]["bpp"], progress=progress)
+    for name in chosen:
+        row, codec_warnings = codec_row(images, name, rows[0]["bpp"], progress=progress)
         rows.append(row)
         warnings += codec_warnings
     inf_rows = [f"{r['method']} {r['setting']}" for r in rows if math.isinf(r["psnr"])]

@@ -33,9 +33,12 @@ import numpy as np
 from cxrtool.artifacts import read_json, read_safetensors_header
 from cxrtool.compression.latent_format import LatentFormat
 from cxrtool.errors import InputError
+from cxrtool.layouts import LatentStore
 
 FORMAT = "cxrtool-latents"
-SUMMARY, MANIFEST, ERRORS = "summary.json", "manifest.csv", "errors.csv"
+# The file names are defined in cxrtool.layouts (SPEC §5); these are the store's own names for them.
+SUMMARY, MANIFEST, ERRORS = LatentStore.SUMMARY, LatentStore.MANIFEST, LatentStore.ERRORS
+SHARD_GLOB = LatentStore.SHARD_GLOB
 MANIFEST_COLUMNS = (
     "image",
     "rel_path",
@@ -69,16 +72,7 @@ def setting(summary: dict[str, Any], key: str) -> Any:
     return summary.get(key, SETTING_DEFAULTS.get(key))
 
 
-def shard_name(index: int) -> str:
-    return f"latents-{index:05d}.safetensors"
-
-
-def shard_index(name: str) -> int | None:
-    """The index in a shard's file name, or None for another file."""
-    if not (name.startswith("latents-") and name.endswith(".safetensors")):
-        return None
-    digits = name[len("latents-") : -len(".safetensors")]
-    return int(digits) if digits.isdigit() else None
+shard_name, shard_index = LatentStore.shard, LatentStore.shard_index
 
 
 def size_text(size: int | None) -> str:

@@ -26,6 +26,7 @@ from cxrtool.compression.store import (
     FORMAT,
     MANIFEST,
     MANIFEST_COLUMNS,
+    SHARD_GLOB,
     SUMMARY,
     UID_COLUMNS,
     Record,
@@ -33,6 +34,7 @@ from cxrtool.compression.store import (
     shard_index,
     size_text,
 )
+from cxrtool.layouts import LatentStore
 
 
 class ShardWriter:
@@ -181,7 +183,7 @@ def totals(infos: Sequence[ShardInfo]) -> dict[str, Any]:
 
 def clean_temporaries(out: Path) -> int:
     """Remove what a killed writer leaves: hidden `.<store file>.*.tmp` files. Returns how many."""
-    names = (".latents-", f".{MANIFEST}.", f".{ERRORS}.", f".{SUMMARY}.")
+    names = (f".{LatentStore.SHARD_PREFIX}", f".{MANIFEST}.", f".{ERRORS}.", f".{SUMMARY}.")
     removed = 0
     for path in Path(out).iterdir():
         if path.name.startswith(names) and path.name.endswith(".tmp") and path.is_file():
@@ -194,7 +196,7 @@ def store_files(out: Path) -> list[Path]:
     """The files a store consists of (not the hidden temporaries)."""
     out = Path(out)
     fixed = [out / name for name in (SUMMARY, MANIFEST, ERRORS) if (out / name).is_file()]
-    return fixed + sorted(p for p in out.glob("latents-*.safetensors") if shard_index(p.name) is not None)
+    return fixed + sorted(p for p in out.glob(SHARD_GLOB) if shard_index(p.name) is not None)
 
 
 def build_summary(

@@ -23,6 +23,14 @@ Split = Literal["train", "val", "test"]
 Tta = Literal["none", "tencrop"]
 TtaAverage = Literal["probs", "logits"]
 
+# help texts of options several configurations declare
+DEVICE_HELP = "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps."
+WORKERS_HELP = "Data-loading processes [default: min(4, CPUs-1)]."
+DICOM_WINDOW_HELP = (
+    "DICOM grey levels: file (the file's VOI LUT or first window, else minmax), minmax (the image's own range, "
+    "padding excluded) or none (the range Bits Stored allows)."
+)
+
 
 def option(default: Any, help: str, **cli: Any) -> Any:
     """A field with its default and its command-line declaration (help, and Typer's `min`, `max`, ...)."""

@@ -4,13 +4,15 @@ resume reads them back (`TrainConfig.from_options`) with the defaults of options
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cxrtool.config.fields import (
+    DEVICE_HELP,
+    DICOM_WINDOW_HELP,
+    WORKERS_HELP,
     Augment,
     DicomWindow,
     FMixMask,
@@ -53,11 +55,7 @@ class DataConfig:
     images: Path | None = option(None, "Image folder (any layout) or a `prepare` cache.")
     limit_train: int | None = option(None, "Use a seeded subset of this many train images.", min=1)
     limit_val: int | None = option(None, "Use a seeded subset of this many val images.", min=1)
-    dicom_window: DicomWindow = option(
-        "file",
-        "DICOM grey levels: file (the file's VOI LUT or first window, else minmax), minmax (the image's own range, "
-        "padding excluded) or none (the range Bits Stored allows).",
-    )
+    dicom_window: DicomWindow = option("file", DICOM_WINDOW_HELP)
 
     def __post_init__(self) -> None:
         check_choices(self)
@@ -88,9 +86,9 @@ class LoopConfig:
     )
     patience: int = option(5, "Plateau schedule: epochs without a better val loss before the rate drops.", min=0)
     factor: float = option(0.1, "Plateau schedule: the rate is multiplied by this when it drops.")
-    workers: int | None = option(None, "Data-loading processes [default: min(4, CPUs-1)].", min=0)
+    workers: int | None = option(None, WORKERS_HELP, min=0)
     seed: int = option(0, "Random seed; recorded in every artifact.")
-    device: str = option("auto", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")
+    device: str = option("auto", DEVICE_HELP)
     amp: bool = option(True, "Mixed precision on CUDA (bf16 where native, else fp16 + GradScaler).")
     compile: bool = option(False, "torch.compile the model (CUDA runs; slow to start).")
     max_steps: int | None = option(
@@ -222,26 +220,3 @@ class TrainConfig:
             from_flat(LoopConfig, options),
             from_flat(STAGES[kind], options),
         )
-
-    def with_options(self, changes: dict[str, Any]) -> TrainConfig:
-        """This configuration with some options (by name) replaced."""
-        return TrainConfig.from_options(self.kind, {**self.options(), **changes})
-
-    def resumed(self, stored: dict[str, Any], given: dict[str, Any], *, run: Path) -> TrainConfig:
-        """The stored run's configuration, updated by the options a resumed run may change (`given`: those typed on
-        the command line); any other change is an error."""
-        for key, value in given.items():
-            if key in RESUMABLE or stored.get(key) == value:
-                continue
-            raise InputError(
-                f"--{key.replace('_', '-')} {value} differs from the run's stored {stored.get(key)}; a resumed run "
-                f"keeps its settings (only {', '.join('--' + k for k in RESUMABLE)} may change)"
-            )
-        epochs = stored.get("epochs", LoopConfig.epochs)
-        if given.get("epochs", epochs) < epochs:
-            raise InputError(f"--epochs can only grow on --resume (stored: {epochs})")
-        return TrainConfig.from_options(self.kind, {**stored, **{k: v for k, v in given.items() if k in RESUMABLE}})
-
-
-def replace_loop(config: TrainConfig, **changes: Any) -> TrainConfig:
-    return dataclasses.replace(config, loop=dataclasses.replace(config.loop, **changes))

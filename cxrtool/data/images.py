@@ -221,7 +221,7 @@ def resize_square(img: Image.Image, size: int) -> Image.Image:
         return img
     if w == h and w % size == 0:
         return img.reduce(w // size)
-    return img.resize((size, size), Image.BILINEAR, reducing_gap=2.0)
+    return img.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
 
 
 def image_header(path: Path) -> tuple[int, int, str]:

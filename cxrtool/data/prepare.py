@@ -22,8 +22,7 @@ from cxrtool.artifacts import read_json, write_json
 from cxrtool.data.dicom import dicom_window
 from cxrtool.data.images import ImageIndex, ImageReadError, open_image, resize_square
 from cxrtool.errors import InputError
-
-CACHE_FILE = "cxrtool-cache.json"
+from cxrtool.layouts import PrepareCache
 
 
 @dataclass
@@ -37,7 +36,7 @@ class PrepareReport:
 
 def cache_size(images: Path) -> int | None:
     """The side a `prepare` cache holds, or None when `images` is not one."""
-    path = Path(images) / CACHE_FILE
+    path = Path(images) / PrepareCache.MARKER
     return int(read_json(path)["size"]) if path.is_file() else None
 
 
@@ -80,7 +79,7 @@ def prepare_cache(
     out = Path(out)
     if out.resolve() == Path(images).resolve() or Path(images).resolve() in out.resolve().parents:
         raise InputError(f"--out {out} is inside --images {images}; choose a folder outside the dataset")
-    existing = cache_size(out) if (out / CACHE_FILE).is_file() else None
+    existing = cache_size(out) if (out / PrepareCache.MARKER).is_file() else None
     if existing is not None and existing != size:
         raise InputError(f"{out} is a cache of {existing}² images; use another --out for --size {size}")
     start = time.perf_counter()
@@ -92,7 +91,7 @@ def prepare_cache(
         "resample": "cxrtool.data.images.resize_square",
         "cxrtool_version": __version__,
     }
-    write_json(out / CACHE_FILE, {**meta, "config": config or {}, "complete": False})
+    write_json(out / PrepareCache.MARKER, {**meta, "config": config or {}, "complete": False})
     missing = [n for n in names if n not in index]
     todo, skipped = [], 0
     for name in (n for n in names if n in index):
@@ -114,7 +113,7 @@ def prepare_cache(
                 progress(1)
     report = PrepareReport(len(todo) - len(errors), skipped, missing, errors, time.perf_counter() - start)
     write_json(
-        out / CACHE_FILE,
+        out / PrepareCache.MARKER,
         {**meta, "config": config or {}, "complete": not errors, "images": len(names) - len(missing) - len(errors)},
     )
     return report

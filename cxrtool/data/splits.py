@@ -198,8 +198,9 @@ def split_dataset(
             ("test", files.test_list, "--test-list"),
         ):
             if path is not None:
-                lists[key] = read_list(path, flag=flag)
-                check_listed(path, lists[key], pd.Index(meta["image"]), flag=flag)
+                listed = read_list(path, flag=flag)
+                check_listed(path, listed, pd.Index(meta["image"]), flag=flag)
+                lists[key] = listed
     elif files.train_val_list is not None or files.test_list is not None:
         messages.append("--test-fraction given: ignoring the split lists found beside the metadata")
     if lists["train_val"] is not None and lists["test"] is not None:

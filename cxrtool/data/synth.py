@@ -76,7 +76,7 @@ class _Canvas:
 def _smooth_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:
     """Low-frequency noise in [-1, 1]: a coarse random grid upsampled bicubically."""
     coarse = rng.uniform(-1, 1, (cells, cells)).astype(np.float32)
-    return np.asarray(Image.fromarray(coarse, mode="F").resize((size, size), Image.BICUBIC))
+    return np.asarray(Image.fromarray(coarse, mode="F").resize((size, size), Image.Resampling.BICUBIC))
 
 
 def render(labels: tuple[str, ...], size: int, rng: np.random.Generator) -> np.ndarray:
@@ -86,7 +86,7 @@ def render(labels: tuple[str, ...], size: int, rng: np.random.Generator) -> np.n
     shift_x, shift_y = rng.uniform(-0.03, 0.03, 2)
     lung_scale = 1.12 if "Emphysema" in has else 1.0
     lung_ry = 0.27 * lung_scale * (0.85 if "Atelectasis" in has else 1.0)
-    img = np.full((size, size), 0.06, np.float32)
+    img: np.ndarray = np.full((size, size), 0.06, np.float32)  # float64 once the float64 shapes are added
     body = c.ellipse(0.5 + shift_x, 0.56 + shift_y, 0.44, 0.5)
     img = img + body * 0.42
     sides = (0.31 + shift_x, 0.69 + shift_x)

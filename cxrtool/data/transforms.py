@@ -101,11 +101,11 @@ def apply(img: Image.Image, d: Draws, crop: int) -> Image.Image:
     if img.size != (crop, crop):
         img = img.crop((d.left, d.top, d.left + crop, d.top + crop))
     if d.angle and d.rotate_first:
-        img = img.rotate(d.angle, resample=Image.NEAREST, fillcolor=0)  # RandomRotation's defaults
+        img = img.rotate(d.angle, resample=Image.Resampling.NEAREST, fillcolor=0)  # RandomRotation's defaults
     if d.flip:
-        img = img.transpose(Image.FLIP_LEFT_RIGHT)
+        img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     if d.angle and not d.rotate_first:
-        img = img.rotate(d.angle, resample=Image.NEAREST, fillcolor=0)
+        img = img.rotate(d.angle, resample=Image.Resampling.NEAREST, fillcolor=0)
     return img
 
 

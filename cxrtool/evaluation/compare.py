@@ -23,8 +23,8 @@ import pandas as pd
 
 from cxrtool.errors import InputError
 from cxrtool.evaluation.eval_dir import MEAN, Evaluation
-from cxrtool.evaluation.metrics import delong_test, holm
 from cxrtool.evaluation.reference import label_key, reference_columns
+from cxrtool.stats.metrics import delong_test, holm
 
 # Names become parts of column names (`<name>_auc`, `p_<name>_vs_<first>`), so scripts can rely on them.
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -189,7 +189,7 @@ def _add_tests(
     """
     base = members[0]
     raw = {name: _paired_p(base, names[0], ev, name, labels, notes) for ev, name in zip(members[1:], names[1:])}
-    mean_holm = holm([p[-1] for p in raw.values()]) if raw else []
+    mean_holm: np.ndarray | list[float] = holm([p[-1] for p in raw.values()]) if raw else []
     for (name, p), p_mean_holm in zip(raw.items(), mean_holm):
         table[f"p_{name}_vs_{names[0]}"] = p
         table[f"p_holm_{name}_vs_{names[0]}"] = [*holm(p[:-1]), p_mean_holm]

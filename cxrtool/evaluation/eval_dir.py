@@ -19,8 +19,8 @@ import pandas as pd
 
 from cxrtool.artifacts import read_csv_checked, read_json, write_csv, write_json
 from cxrtool.errors import InputError
+from cxrtool.layouts import EvaluationDir
 
-PREDICTIONS, TARGETS, METRICS, ROC, CONFIG = "predictions.csv", "targets.csv", "metrics.csv", "roc.png", "config.json"
 METRIC_COLUMNS = (
     "label",
     "auc",
@@ -54,16 +54,16 @@ def read_evaluation(path: Path) -> Evaluation:
     if not path.is_dir():
         raise InputError(f"{path} is not an evaluation directory (written by `cxrtool evaluate --out`)")
     what = "an evaluation file written by `cxrtool evaluate`"
-    metrics = read_csv_checked(path / METRICS, METRIC_COLUMNS, what=what)
+    metrics = read_csv_checked(path / EvaluationDir.METRICS, METRIC_COLUMNS, what=what)
     labels = tuple(str(x) for x in metrics["label"] if x != MEAN)
-    predictions = read_csv_checked(path / PREDICTIONS, ("image", *labels), what=what)
-    targets = read_csv_checked(path / TARGETS, ("image", *labels), what=what)
+    predictions = read_csv_checked(path / EvaluationDir.PREDICTIONS, ("image", *labels), what=what)
+    targets = read_csv_checked(path / EvaluationDir.TARGETS, ("image", *labels), what=what)
     if not predictions["image"].is_unique:
-        raise InputError(f"{path / PREDICTIONS}: an image appears twice")
+        raise InputError(f"{path / EvaluationDir.PREDICTIONS}: an image appears twice")
     merged = predictions[["image", *labels]].merge(targets[["image", *labels]], on="image", suffixes=("", "_y"))
     if len(merged) != len(predictions) or len(merged) != len(targets):
-        raise InputError(f"{path}: {PREDICTIONS} and {TARGETS} list different images")
-    config = read_json(path / CONFIG) if (path / CONFIG).is_file() else {}
+        raise InputError(f"{path}: {EvaluationDir.PREDICTIONS} and {EvaluationDir.TARGETS} list different images")
+    config = read_json(path / EvaluationDir.CONFIG) if (path / EvaluationDir.CONFIG).is_file() else {}
     return Evaluation(
         path=path,
         labels=labels,
@@ -93,7 +93,7 @@ def write_evaluation(
     truth.insert(0, "image", images)
     # 9 significant digits: every float32 probability (and threshold) reads back as itself, so the metrics can be
     # recomputed from these files exactly
-    write_csv(path / PREDICTIONS, predictions, float_format="%.9g")
-    write_csv(path / TARGETS, truth)
-    write_csv(path / METRICS, metrics[list(METRIC_COLUMNS)], float_format="%.9g")
-    write_json(path / CONFIG, config)
+    write_csv(path / EvaluationDir.PREDICTIONS, predictions, float_format="%.9g")
+    write_csv(path / EvaluationDir.TARGETS, truth)
+    write_csv(path / EvaluationDir.METRICS, metrics[list(METRIC_COLUMNS)], float_format="%.9g")
+    write_json(path / EvaluationDir.CONFIG, config)

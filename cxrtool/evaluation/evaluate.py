@@ -14,7 +14,9 @@ import pandas as pd
 
 from cxrtool import __version__
 from cxrtool.artifacts import replaced_dir
-from cxrtool.evaluation.eval_dir import MEAN, METRIC_COLUMNS, ROC, write_evaluation
+from cxrtool.config.evaluation import EvaluationConfig, InferenceConfig, ViewsConfig
+from cxrtool.evaluation.eval_dir import MEAN, METRIC_COLUMNS, write_evaluation
+from cxrtool.layouts import EvaluationDir
 
 
 @dataclass
@@ -28,7 +30,7 @@ def metrics_table(
     labels: tuple[str, ...], targets: np.ndarray, probs: np.ndarray, *, n_boot: int, seed: int
 ) -> pd.DataFrame:
     """One row per label, then Mean: AUC with a seeded bootstrap 95% interval, counts, AP, Youden's point."""
-    from cxrtool.evaluation.metrics import average_precision, bootstrap_auc, youden
+    from cxrtool.stats.metrics import average_precision, bootstrap_auc, youden
 
     boot = bootstrap_auc(targets, probs, n_boot=n_boot, seed=seed)
     ap = np.atleast_1d(average_precision(targets, probs))
@@ -140,7 +142,8 @@ def finish_evaluation(
         write_evaluation(
             staged, images=images, labels=labels, probs=probs, targets=targets, metrics=metrics, config=config
         )
-        plot_roc(staged / ROC, labels, targets, probs, metrics["auc"].to_numpy(dtype=float)[: len(labels)])
+        aucs = metrics["auc"].to_numpy(dtype=float)[: len(labels)]
+        plot_roc(staged / EvaluationDir.ROC, labels, targets, probs, aucs)
     return EvaluationResult(metrics=metrics, images=len(images), seconds=seconds)
 
 
@@ -158,42 +161,42 @@ def evaluate_images(
     images_dir: Path,
     out: Path,
     *,
-    split: str = "test",
-    tta: str = "none",
-    tta_average: str = "probs",
-    n_boot: int = 2000,
-    seed: int = 0,
-    batch_size: int = 32,
-    workers: int = 0,
-    device: str = "auto",
-    limit: int | None = None,
+    evaluation: EvaluationConfig | None = None,
+    views: ViewsConfig | None = None,
+    run: InferenceConfig | None = None,
     overwrite: bool = False,
     progress: Any = None,
 ) -> EvaluationResult:
     """Evaluate a classifier or joint checkpoint on one split of a splits.csv, from the images."""
-    from cxrtool.data.datasets import resolve_paths, rows_for
+    from cxrtool.data.datasets import resolve_paths
+    from cxrtool.data.dicom import set_dicom_window
     from cxrtool.data.images import ImageIndex
-    from cxrtool.data.splits import read_splits
     from cxrtool.errors import InputError
     from cxrtool.evaluation.inference import load_predictor, predict_paths
     from cxrtool.runtime.device import pick_device
+    from cxrtool.runtime.workers import default_workers
 
+    evaluation, views, run = evaluation or EvaluationConfig(), views or ViewsConfig(), run or InferenceConfig(workers=0)
+    set_dicom_window(run.dicom_window)  # before any worker starts: they read it from the environment
     started = time.perf_counter()
-    predictor = load_predictor(ckpt, pick_device(device))
-    rows = rows_for(read_splits(splits_csv), split, limit=limit, seed=seed, path=splits_csv)
+    predictor = load_predictor(ckpt, pick_device(run.device))
+    rows = _rows(splits_csv, evaluation)
     missing = [label for label in predictor.info.labels if label not in rows.columns]
     if missing:
         raise InputError(f"{splits_csv} lacks the checkpoint's label column(s) {', '.join(missing)}")
     paths = resolve_paths(rows, ImageIndex.build(images_dir))
     check_out_dir(out, overwrite=overwrite)
+    workers = default_workers() if run.workers is None else run.workers
     probs = predict_paths(
-        predictor, paths, tta=tta, average=tta_average, batch_size=batch_size, workers=workers, progress=progress
-    )
+        predictor, paths, tta=views.tta, average=views.tta_average, batch_size=run.batch_size, workers=workers,
+        progress=progress,
+    )  # fmt: skip
     from cxrtool.data.dicom import dicom_window
 
-    specific = {"images": str(images_dir), "tta": tta, "tta_average": tta_average, "dicom_window": dicom_window()}
-    return _finish(out, predictor, rows, probs, specific, splits_csv=splits_csv, split=split, limit=limit,
-                   n_boot=n_boot, seed=seed, started=started)  # fmt: skip
+    specific = {"images": str(images_dir), "tta": views.tta, "tta_average": views.tta_average}
+    specific["dicom_window"] = dicom_window()
+    return _finish(out, predictor, rows, probs, specific, splits_csv=splits_csv, evaluation=evaluation,
+                   started=started)  # fmt: skip
 
 
 def evaluate_latents(
@@ -202,12 +205,8 @@ def evaluate_latents(
     store_dir: Path,
     out: Path,
     *,
-    split: str = "test",
-    n_boot: int = 2000,
-    seed: int = 0,
-    batch_size: int = 32,
-    device: str = "auto",
-    limit: int | None = None,
+    evaluation: EvaluationConfig | None = None,
+    run: InferenceConfig | None = None,
     overwrite: bool = False,
     progress: Any = None,
 ) -> EvaluationResult:
@@ -218,15 +217,15 @@ def evaluate_latents(
     import torch
 
     from cxrtool.compression.store import check_identity, open_store
-    from cxrtool.data.datasets import rows_for
-    from cxrtool.data.splits import read_splits
     from cxrtool.errors import InputError
     from cxrtool.evaluation.inference import load_predictor
     from cxrtool.log import a
     from cxrtool.runtime.device import pick_device
 
+    evaluation, run = evaluation or EvaluationConfig(), run or InferenceConfig(workers=0)
+    batch_size = run.batch_size
     started = time.perf_counter()
-    predictor = load_predictor(ckpt, pick_device(device))
+    predictor = load_predictor(ckpt, pick_device(run.device))
     if predictor.info.kind != "joint":
         raise InputError(
             f"--latents needs a joint checkpoint (stage 3); {predictor.info.path} is {a(predictor.info.kind)}"
@@ -239,7 +238,7 @@ def evaluate_latents(
             f"{predictor.info.path} classifies {predictor.crop}² images; encode with `cxrtool compress --size "
             f"{predictor.crop}`"
         )
-    rows = rows_for(read_splits(splits_csv), split, limit=limit, seed=seed, path=splits_csv)
+    rows = _rows(splits_csv, evaluation)
     keys = _store_keys(store, rows["image"].tolist(), store_dir)
     check_out_dir(out, overwrite=overwrite)
     probs = np.zeros((len(keys), len(predictor.info.labels)))
@@ -254,14 +253,23 @@ def evaluate_latents(
             ahead = reader.submit(store.read, chunks[i + 1]) if i + 1 < len(chunks) else None
             z = torch.from_numpy(np.stack(list(latents.values())))[:, None].to(predictor.device)
             with torch.autocast(predictor.device.type, dtype=torch.bfloat16, enabled=predictor.device.type == "cuda"):
-                logits = model.classify_latent(z).float()
+                logits = model.classify_latent(z).float()  # type: ignore[operator]  # a JointModel (kind checked)
             start = i * batch_size
             probs[start : start + len(chunk)] = torch.sigmoid(logits).cpu().numpy()
             if callable(progress):
                 progress(len(chunk))
     specific = {"latents": str(store_dir), "latent_dtype": store.dtype, "tta": "none"}
-    return _finish(out, predictor, rows, probs, specific, splits_csv=splits_csv, split=split, limit=limit,
-                   n_boot=n_boot, seed=seed, started=started)  # fmt: skip
+    return _finish(out, predictor, rows, probs, specific, splits_csv=splits_csv, evaluation=evaluation,
+                   started=started)  # fmt: skip
+
+
+def _rows(splits_csv: Path, evaluation: EvaluationConfig) -> pd.DataFrame:
+    """The split's rows of splits.csv, or the seeded subset of them that --limit asks for."""
+    from cxrtool.data.datasets import rows_for
+    from cxrtool.data.splits import read_splits
+
+    split, limit = evaluation.split, evaluation.limit
+    return rows_for(read_splits(splits_csv), split, limit=limit, seed=evaluation.seed, path=splits_csv)
 
 
 def _finish(
@@ -272,10 +280,7 @@ def _finish(
     specific: dict[str, Any],
     *,
     splits_csv: Path,
-    split: str,
-    limit: int | None,
-    n_boot: int,
-    seed: int,
+    evaluation: EvaluationConfig,
     started: float,
 ) -> EvaluationResult:
     """The config shared by both evaluation paths, then metrics and files."""
@@ -288,11 +293,11 @@ def _finish(
         "encoder_sha256": predictor.info.raw.get("cxrtool.encoder_sha256"),
         "input": predictor.info.input,
         "splits": str(splits_csv),
-        "split": split,
-        "limit": limit,
+        "split": evaluation.split,
+        "limit": evaluation.limit,
         **specific,
-        "bootstrap": n_boot,
-        "seed": seed,
+        "bootstrap": evaluation.bootstrap,
+        "seed": evaluation.seed,
         "device": str(predictor.device),
     }
     return finish_evaluation(
@@ -301,8 +306,8 @@ def _finish(
         labels=predictor.info.labels,
         probs=probs,
         targets=label_matrix(rows, predictor.info.labels).astype(np.int8),
-        n_boot=n_boot,
-        seed=seed,
+        n_boot=evaluation.bootstrap,
+        seed=evaluation.seed,
         config=config,
         started=started,
     )

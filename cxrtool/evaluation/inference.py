@@ -23,7 +23,7 @@ from cxrtool.data.datasets import EpochSampler, ImageDataset
 from cxrtool.data.transforms import Transform, classifier_eval, resize, to_tensor
 from cxrtool.errors import InputError
 from cxrtool.models.checkpoints import CheckpointInfo, load_model
-from cxrtool.training.signals import ignore_in_worker
+from cxrtool.runtime.signals import ignore_in_worker
 
 TTA = ("none", "tencrop")
 
@@ -58,7 +58,8 @@ def tencrop_transform(*, base: int, crop: int) -> Transform:
         m = base - crop
         centre = round(m / 2.0)  # torchvision's center_crop (round half to even)
         boxes = [(0, 0), (m, 0), (0, m), (m, m), (centre, centre)]
-        mirror = img.transpose(Image.FLIP_LEFT_RIGHT)  # torchvision's ten_crop: the mirrored image's five crops
+        # torchvision's ten_crop: these five crops, then the mirrored image's five
+        mirror = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         views = [source.crop((x, y, x + crop, y + crop)) for source in (img, mirror) for x, y in boxes]
         return torch.stack([to_tensor(v) for v in views])
 

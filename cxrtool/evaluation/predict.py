@@ -7,6 +7,7 @@ from typing import Any
 
 import pandas as pd
 
+from cxrtool.config.evaluation import InferenceConfig, ViewsConfig
 from cxrtool.data.images import is_image_file, list_image_files
 from cxrtool.errors import InputError
 
@@ -52,12 +53,9 @@ def predict_files(
     inputs: list[Path],
     ckpt: Path,
     *,
-    thresholds: Path | None,
-    tta: str,
-    tta_average: str,
-    batch_size: int,
-    workers: int,
-    device: str,
+    thresholds: Path | None = None,
+    views: ViewsConfig | None = None,
+    run: InferenceConfig | None = None,
     progress: Any = None,
     errors: list[tuple[str, str]] | None = None,
 ) -> pd.DataFrame:
@@ -65,10 +63,14 @@ def predict_files(
 
     An unreadable image stops the run (ImageReadError), unless `errors` is a list: then the image is left out of the
     frame and (its name, the message) appended there."""
+    from cxrtool.data.dicom import set_dicom_window
     from cxrtool.evaluation.inference import load_predictor, predict_paths
     from cxrtool.runtime.device import pick_device
+    from cxrtool.runtime.workers import default_workers
 
-    predictor = load_predictor(ckpt, pick_device(device))
+    views, run = views or ViewsConfig(), run or InferenceConfig(workers=0)
+    set_dicom_window(run.dicom_window)  # before any worker starts: they read it from the environment
+    predictor = load_predictor(ckpt, pick_device(run.device))
     labels = predictor.info.labels
     cuts = read_thresholds(thresholds, labels) if thresholds is not None else None
     names, paths = collect_images(inputs, errors)
@@ -76,10 +78,10 @@ def predict_files(
     probs = predict_paths(
         predictor,
         paths,
-        tta=tta,
-        average=tta_average,
-        batch_size=batch_size,
-        workers=workers,
+        tta=views.tta,
+        average=views.tta_average,
+        batch_size=run.batch_size,
+        workers=default_workers() if run.workers is None else run.workers,
         progress=progress,
         errors=failed,
     )

@@ -24,8 +24,8 @@ import pandas as pd
 from cxrtool.errors import InputError
 from cxrtool.evaluation.compare import _best, _members, format_p
 from cxrtool.evaluation.eval_dir import MEAN
-from cxrtool.evaluation.metrics import holm
 from cxrtool.explain.loc_dir import KEY, Localization
+from cxrtool.stats.metrics import holm
 
 
 def mcnemar_exact(b: int, c: int) -> float:

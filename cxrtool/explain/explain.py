@@ -26,9 +26,9 @@ import pandas as pd
 
 from cxrtool.errors import InputError
 from cxrtool.explain.boxes import LABEL_ALIASES
+from cxrtool.layouts import ExplanationDir
 
 EXPLAIN_COLUMNS = ("image", "label", "probability", "peak_x", "peak_y", "overlay")
-EXPLAIN_CSV, HEATMAPS, CONFIG, ERRORS = "explain.csv", "heatmaps.safetensors", "config.json", "errors.csv"
 
 
 @dataclass(frozen=True)
@@ -240,9 +240,9 @@ def _write(
         "cxrtool.map_size": str(config["map_size"]),
         "cxrtool.heatmaps": json.dumps(entries),
     }
-    with atomic_path(out / HEATMAPS) as tmp:
+    with atomic_path(out / ExplanationDir.HEATMAPS) as tmp:
         tmp.write_bytes(save(tensors, metadata=meta))
-    write_csv(out / EXPLAIN_CSV, table, float_format="%.6g")
+    write_csv(out / ExplanationDir.TABLE, table, float_format="%.6g")
     if skipped:
-        write_csv(out / ERRORS, pd.DataFrame(skipped, columns=["image", "error"]))
-    write_json(out / CONFIG, provenance(config))
+        write_csv(out / ExplanationDir.ERRORS, pd.DataFrame(skipped, columns=["image", "error"]))
+    write_json(out / ExplanationDir.CONFIG, provenance(config))

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 from PIL import Image
@@ -17,13 +19,18 @@ from cxrtool.artifacts import atomic_path
 from cxrtool.data.images import to_unit
 from cxrtool.explain.geometry import Heatmap, fitted_size
 
+if TYPE_CHECKING:  # matplotlib is imported only when a figure is drawn
+    from matplotlib.axes import Axes
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
 CMAP = "jet"
 MAX_OPACITY = 0.55
 OVERLAY_SIDE = 1024  # overlays are drawn at the original size up to this long side
 THUMB_SIDE = 320
 
 
-def _pyplot():  # type: ignore[no-untyped-def]
+def _pyplot() -> ModuleType:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -50,7 +57,7 @@ def blend(gray: np.ndarray, relative: np.ndarray) -> np.ndarray:
     return np.clip(gray[..., None] * (1.0 - alpha) + colour * alpha, 0.0, 1.0)
 
 
-def _draw_map(ax, gray: np.ndarray, relative: np.ndarray) -> None:  # type: ignore[no-untyped-def]
+def _draw_map(ax: Axes, gray: np.ndarray, relative: np.ndarray) -> None:
     # Composed once in numpy at the size it is drawn: no colour mapping or resampling left to matplotlib.
     ax.imshow(blend(gray, relative), interpolation="nearest")
     ax.set_axis_off()
@@ -101,11 +108,12 @@ def draw_overlay(
     plt.close(fig)
 
 
-def _save_rgb(fig, path: Path) -> None:  # type: ignore[no-untyped-def]
+def _save_rgb(fig: Figure, path: Path) -> None:
     """The canvas as an RGB PNG at zlib level 3: a quarter of savefig's time (RGBA, level 6) for a grainy
     radiograph, for a file ~8% larger."""
-    fig.canvas.draw()
-    rgb = Image.fromarray(np.asarray(fig.canvas.buffer_rgba())[..., :3])
+    canvas = cast("FigureCanvasAgg", fig.canvas)  # `_pyplot` selects the Agg backend
+    canvas.draw()
+    rgb = Image.fromarray(np.asarray(canvas.buffer_rgba())[..., :3])
     with atomic_path(path) as tmp:
         rgb.save(tmp, format="PNG", compress_level=3)
 

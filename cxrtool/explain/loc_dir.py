@@ -20,14 +20,8 @@ import pandas as pd
 from cxrtool.artifacts import read_csv_checked, read_json
 from cxrtool.errors import InputError
 from cxrtool.evaluation.eval_dir import MEAN
+from cxrtool.layouts import LocalizationDir
 
-BOXES, LOCALIZATION, EXAMPLES, CONFIG, ERRORS = (
-    "boxes.csv",
-    "localization.csv",
-    "examples.png",
-    "config.json",
-    "errors.csv",
-)
 THRESHOLDS = tuple(k / 10 for k in range(1, 8))  # 0.1 … 0.7; k/10 is the double nearest each decimal
 BOX_COLUMNS = (
     "image", "label", "x", "y", "w", "h", "pred_x", "pred_y", "pred_w", "pred_h", "iou", "iobb", "pointing_hit",
@@ -58,15 +52,15 @@ class Localization:
 
 
 def is_localization(path: Path) -> bool:
-    return (Path(path) / LOCALIZATION).is_file()
+    return (Path(path) / LocalizationDir.LOCALIZATION).is_file()
 
 
 def read_localization(path: Path) -> Localization:
     path = Path(path)
     what = "a file written by `cxrtool localize`"
-    table = read_csv_checked(path / LOCALIZATION, LOCALIZATION_COLUMNS, what=what)
-    boxes = read_csv_checked(path / BOXES, BOX_COLUMNS, what=what)
+    table = read_csv_checked(path / LocalizationDir.LOCALIZATION, LOCALIZATION_COLUMNS, what=what)
+    boxes = read_csv_checked(path / LocalizationDir.BOXES, BOX_COLUMNS, what=what)
     if boxes.duplicated(list(KEY)).any():
-        raise InputError(f"{path / BOXES}: a box (image, label, x, y, w, h) appears twice")
-    config = read_json(path / CONFIG) if (path / CONFIG).is_file() else {}
+        raise InputError(f"{path / LocalizationDir.BOXES}: a box (image, label, x, y, w, h) appears twice")
+    config = read_json(path / LocalizationDir.CONFIG) if (path / LocalizationDir.CONFIG).is_file() else {}
     return Localization(path=path, boxes=boxes, table=table, config=config)

@@ -23,8 +23,8 @@ import pandas as pd
 
 from cxrtool.errors import InputError
 from cxrtool.explain.cam import TARGET_LAYER as TARGET_LAYER_NAME
-from cxrtool.explain.loc_dir import ERRORS
 from cxrtool.explain.scoring import CONNECTIVITY, MEAN_DEFINITION, Scored, localization_table, score_boxes
+from cxrtool.layouts import LocalizationDir
 
 EDGE_SLACK = 1.0  # pixels a box may overhang its image (the list's boxes are drawn by hand)
 
@@ -206,11 +206,10 @@ def _write(
 ) -> None:
     from cxrtool.artifacts import provenance, write_csv, write_json
     from cxrtool.explain.examples import write_examples
-    from cxrtool.explain.loc_dir import BOXES, CONFIG, EXAMPLES, LOCALIZATION
 
-    write_csv(out / BOXES, scored.boxes)
-    write_csv(out / LOCALIZATION, table, float_format="%.6g")
+    write_csv(out / LocalizationDir.BOXES, scored.boxes)
+    write_csv(out / LocalizationDir.LOCALIZATION, table, float_format="%.6g")
     if unreadable:
-        write_csv(out / ERRORS, pd.DataFrame(unreadable, columns=["image", "error"]))
-    write_examples(out / EXAMPLES, scored.boxes, labels, scored.maps, index)
-    write_json(out / CONFIG, provenance(config))
+        write_csv(out / LocalizationDir.ERRORS, pd.DataFrame(unreadable, columns=["image", "error"]))
+    write_examples(out / LocalizationDir.EXAMPLES, scored.boxes, labels, scored.maps, index)
+    write_json(out / LocalizationDir.CONFIG, provenance(config))

@@ -9,6 +9,8 @@ of 4 and the reconstruction is cropped back.
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -63,16 +65,17 @@ def box_init_(encoder: nn.Sequential, decoder: nn.Sequential) -> None:
     32.8 dB on whole 1024² images (32.0 for the plain copy), before any training; random init reaches 17 dB after
     3,000 paper-lr steps at small scale.
     """
-    conv1, conv2, deconv = encoder[0], encoder[2], decoder[0]
+    conv1, conv2, deconv = (cast(nn.Conv2d, layer) for layer in (encoder[0], encoder[2], decoder[0]))
+    bias1, bias2, deconv_bias = (cast(torch.Tensor, conv.bias) for conv in (conv1, conv2, deconv))  # all have one
     with torch.no_grad():
         conv1.weight[0].zero_()
-        conv1.bias[0] = 0.0
+        bias1[0] = 0.0
         conv1.weight[0, 0, 1:5, 1:5] = 1.0 / 16.0
         conv2.weight.zero_()
-        conv2.bias.zero_()
+        bias2.zero_()
         conv2.weight[0, 0] = 1.0
         deconv.weight.zero_()
-        deconv.bias.zero_()
+        deconv_bias.zero_()
         deconv.weight[:, 0, 1, 1] = 1.0 + 2 * EDGE_GAIN  # every sub-pixel: its latent value ...
         deconv.weight[:, 0, 0, 1] = -EDGE_GAIN  # ... minus a share of the one above
         deconv.weight[:, 0, 1, 0] = -EDGE_GAIN  # ... and of the one to the left

@@ -11,9 +11,9 @@ from typing import Any
 
 from cxrtool.artifacts import read_safetensors_header
 from cxrtool.errors import InputError
+from cxrtool.layouts import RunDir
 
 KINDS = ("classifier", "autoencoder", "joint")
-MODEL_FILE = "model.safetensors"
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ def model_file(path: Path, *, flag: str = "--ckpt") -> Path:
     """A run directory means its model.safetensors; a file means itself."""
     path = Path(path)
     if path.is_dir():
-        path = path / MODEL_FILE
+        path = path / RunDir.MODEL
     if not path.is_file():
         raise InputError(f"{path} ({flag}) does not exist; give a run directory or a .safetensors file")
     return path

@@ -19,7 +19,7 @@ from cxrtool import __version__
 from cxrtool.artifacts import atomic_path
 from cxrtool.errors import InputError
 from cxrtool.log import a
-from cxrtool.models.checkpoint_info import KINDS, MODEL_FILE, CheckpointInfo, model_file, read_info  # noqa: F401
+from cxrtool.models.checkpoint_info import KINDS, CheckpointInfo, model_file, read_info  # noqa: F401
 from cxrtool.models.registry import create_model
 from cxrtool.models.tensor_files import read_tensors
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -18,6 +19,9 @@ from cxrtool.config.geometry import DENSENET_MIN_INPUT as MIN_INPUT  # noqa: F40
 from cxrtool.config.geometry import IMAGENET_MEAN, IMAGENET_STD
 from cxrtool.config.geometry import check_densenet_input as check_input_size  # noqa: F401
 from cxrtool.errors import InputError
+
+if TYPE_CHECKING:  # torchvision is imported when a model is built
+    from torchvision.models import DenseNet
 
 TORCHVISION_FILE = "densenet121-a639ec97.pth"
 TORCHVISION_URL = f"https://download.pytorch.org/models/{TORCHVISION_FILE}"
@@ -30,6 +34,9 @@ _LEGACY_KEY = re.compile(
 class ImageNetInput(nn.Module):
     """Gray [0,1] → 3 ImageNet-normalised channels. Buffers are not saved, so files hold only model tensors."""
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self) -> None:
         super().__init__()
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
@@ -39,13 +46,13 @@ class ImageNetInput(nn.Module):
         return (x.expand(-1, 3, -1, -1) - self.mean) / self.std
 
 
-def make_densenet(num_labels: int) -> nn.Module:
+def make_densenet(num_labels: int) -> DenseNet:
     from torchvision.models import densenet121
 
     return densenet121(weights=None, num_classes=num_labels)
 
 
-def densenet_logits(densenet: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def densenet_logits(densenet: DenseNet, x: torch.Tensor) -> torch.Tensor:
     """torchvision's DenseNet.forward (features → ReLU → global average pool → Linear), with the pooling and the
     head in fp32 even under autocast.
 
@@ -64,11 +71,11 @@ class Classifier(nn.Module):
 
     def __init__(self, num_labels: int = 14) -> None:
         super().__init__()
-        self.prepare = ImageNetInput()
-        self.densenet = make_densenet(num_labels)
+        self.to_imagenet = ImageNetInput()
+        self.densenet: DenseNet = make_densenet(num_labels)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"logits": densenet_logits(self.densenet, self.prepare(x))}
+        return {"logits": densenet_logits(self.densenet, self.to_imagenet(x))}
 
 
 def _fix_legacy_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -102,22 +109,23 @@ def _imagenet_state(weights: Path | None) -> dict[str, torch.Tensor]:
 def load_pretrained_(model: nn.Module, weights: Path | None) -> str:
     """Load ImageNet (or a cxrtool checkpoint's) DenseNet weights into `model.densenet` (a classifier or a joint
     model); returns where they came from."""
+    densenet: DenseNet = model.densenet
     if weights is not None and Path(weights).suffix == ".safetensors":
         from cxrtool.models.tensor_files import read_tensors
 
         state = {k[len("densenet.") :]: v for k, v in read_tensors(Path(weights)).items() if k.startswith("densenet.")}
         if not state:
             raise InputError(f"--weights {weights} holds no densenet.* tensors (a classifier or joint checkpoint?)")
-        head = model.densenet.classifier.weight.shape
+        head = densenet.classifier.weight.shape
         if state.get("classifier.weight", torch.empty(0)).shape != head:
             state = {k: v for k, v in state.items() if not k.startswith("classifier.")}
-        missing = model.densenet.load_state_dict(state, strict=False).missing_keys
+        missing = densenet.load_state_dict(state, strict=False).missing_keys
         if any(not k.startswith("classifier.") for k in missing):
             raise InputError(f"--weights {weights}: DenseNet121 tensors missing, e.g. {missing[0]}")
         return str(weights)
     state = _fix_legacy_keys(_imagenet_state(weights))
     state = {k: v for k, v in state.items() if not k.startswith("classifier.")}  # a new 14-label head
-    result = model.densenet.load_state_dict(state, strict=False)
+    result = densenet.load_state_dict(state, strict=False)
     # The 2017 file predates BatchNorm's num_batches_tracked counters; they are unused with momentum set.
     unexpected = [
         k for k in result.missing_keys if not k.startswith("classifier.") and not k.endswith("num_batches_tracked")

@@ -22,7 +22,7 @@ class JointModel(nn.Module):
         super().__init__()
         self.encoder = make_encoder()
         self.decoder = make_decoder()
-        self.prepare = ImageNetInput()
+        self.to_imagenet = ImageNetInput()
         self.densenet = make_densenet(num_labels)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
@@ -35,7 +35,7 @@ class JointModel(nn.Module):
 
     def classify_latent(self, z: torch.Tensor) -> torch.Tensor:
         """Logits from a latent, e.g. one read back from a compressed store."""
-        return densenet_logits(self.densenet, self.prepare(z))
+        return densenet_logits(self.densenet, self.to_imagenet(z))
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         h, w = x.shape[-2:]

@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -22,13 +22,14 @@ from torch.utils.data import DataLoader, Dataset
 
 from cxrtool.config.geometry import InputGeometry
 from cxrtool.config.training import LoopConfig
-from cxrtool.data.datasets import EpochSampler
+from cxrtool.data.datasets import EpochSampler, ImageDataset, PatchDataset
 from cxrtool.errors import Interrupted, RunFailure
+from cxrtool.layouts import RunDir
 from cxrtool.log import warn
 from cxrtool.models.checkpoints import save_model
+from cxrtool.runtime.signals import StopRequest, ignore_in_worker
 from cxrtool.training import rng_state, run_dir
 from cxrtool.training.distributed import World, any_rank, barrier, gather_objects
-from cxrtool.training.signals import StopRequest, ignore_in_worker
 from cxrtool.training.tasks import Task
 
 HISTORY_HEAD = ["epoch", "lr", "seconds", "images_per_s", "train_loss", "val_loss"]
@@ -47,8 +48,8 @@ class Stage:
     config: dict[str, Any]  # the flat options recorded in config.json and every checkpoint's metadata
     model: nn.Module
     task: Task
-    train_set: Dataset
-    val_set: Dataset
+    train_set: ImageDataset | PatchDataset
+    val_set: ImageDataset | PatchDataset
     data: dict[str, Any] = field(default_factory=dict)  # per split: images and a SHA-256 of their rows
     schedule: str = "plateau"  # or "step" (the authors' stage 3)
     keep: str = "loss"  # model.safetensors: best val loss, or "auc"
@@ -96,7 +97,9 @@ def _to(batch: dict[str, Any], device: torch.device, channels_last: bool) -> dic
     return out
 
 
-def _loader(dataset: Dataset, sampler: EpochSampler, batch: int, workers: int, device: torch.device, train: bool):
+def _loader(
+    dataset: Dataset, sampler: EpochSampler, batch: int, workers: int, device: torch.device, train: bool
+) -> DataLoader:
     return DataLoader(
         dataset,
         batch_size=batch,
@@ -275,8 +278,9 @@ class Trainer:
         """Per-sample outputs from every rank, the sampler's padding dropped, then the task's metrics."""
         self.val_sampler.set_epoch(self.state.epoch)
         self.net.eval()
-        model = self.net.module if self.world.distributed else self.net
-        indices, outputs = [], {}
+        model = cast(nn.Module, self.net.module) if self.world.distributed else self.net  # DDP's wrapped model
+        indices: list[np.ndarray] = []
+        outputs: dict[str, list[np.ndarray]] = {}
         for batch in self.val_loader:
             batch = _to(batch, self.device, self.channels_last)
             with torch.autocast(
@@ -295,7 +299,7 @@ class Trainer:
 
     def _kept(self) -> str:
         """What a run that stops on a bad loss leaves behind, and what to try."""
-        kept = [name for name in (run_dir.LAST, run_dir.MODEL) if (self.run / name).is_file()]
+        kept = [name for name in (RunDir.LAST, RunDir.MODEL) if (self.run / name).is_file()]
         where = (
             f"the last good weights are in {self.run} ({', '.join(kept)})"
             if kept
@@ -332,11 +336,16 @@ class Trainer:
         s.history.append(row)
         if self.world.main:
             self._write_record()
-            meta = {"kind": self.stage.kind, "labels": self.stage.labels, "input_spec": self.stage.geometry.to_json()}
             config = {**self.stage.config, "epoch": s.epoch}
-            save_model(self.run / run_dir.LAST, self.model, config=config, **meta)
-            if keep:
-                save_model(self.run / run_dir.MODEL, self.model, config=config, **meta)
+            for name in (RunDir.LAST, RunDir.MODEL) if keep else (RunDir.LAST,):
+                save_model(
+                    self.run / name,
+                    self.model,
+                    kind=self.stage.kind,
+                    labels=self.stage.labels,
+                    input_spec=self.stage.geometry.to_json(),
+                    config=config,
+                )
             run_dir.write_history(self.run, s.history, self.columns)
         return row
 

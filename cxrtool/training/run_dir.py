@@ -22,11 +22,9 @@ from torch import nn
 
 from cxrtool.artifacts import atomic_path, read_json, read_safetensors_header, write_csv, write_json
 from cxrtool.errors import InputError
+from cxrtool.layouts import RunDir
 from cxrtool.log import warn
 from cxrtool.models.checkpoints import state_tensors
-
-MODEL, LAST, RESUME_TENSORS, RESUME_STATE = "model.safetensors", "last.safetensors", "resume.safetensors", "resume.json"
-CONFIG, HISTORY = "config.json", "history.csv"
 
 
 def check_new(run: Path, *, overwrite: bool) -> None:
@@ -40,27 +38,27 @@ def check_new(run: Path, *, overwrite: bool) -> None:
         )
 
 
-def prepare(run: Path, *, overwrite: bool) -> None:
+def clear_for_new_run(run: Path, *, overwrite: bool) -> None:
     """A fresh run directory, called once every input has been validated: with --overwrite, cxrtool's files of an
     earlier run are removed only now, so a bad option or input leaves the old run as it was."""
     check_new(run, overwrite=overwrite)
     if run.exists():
-        for name in (MODEL, LAST, RESUME_TENSORS, RESUME_STATE, CONFIG, HISTORY):
+        for name in RunDir.FILES:
             (run / name).unlink(missing_ok=True)
         for extra in run.glob("*.safetensors"):
             extra.unlink()
-        shutil.rmtree(run / "tmp", ignore_errors=True)
+        shutil.rmtree(run / RunDir.SCRATCH, ignore_errors=True)
     run.mkdir(parents=True, exist_ok=True)
 
 
 def read_config(run: Path) -> dict[str, Any]:
-    if not (run / CONFIG).is_file():
-        raise InputError(f"--resume {run}: no {CONFIG} there; is it a cxrtool run directory?")
-    return read_json(run / CONFIG)
+    if not (run / RunDir.CONFIG).is_file():
+        raise InputError(f"--resume {run}: no {RunDir.CONFIG} there; is it a cxrtool run directory?")
+    return read_json(run / RunDir.CONFIG)
 
 
 def write_config(run: Path, config: dict[str, Any]) -> None:
-    write_json(run / CONFIG, config)
+    write_json(run / RunDir.CONFIG, config)
 
 
 def save_resume(run: Path, model: nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
@@ -78,41 +76,43 @@ def save_resume(run: Path, model: nn.Module, optimizer: torch.optim.Optimizer, s
             tensors[f"optim.{pid}.{name}"] = value.detach().to("cpu").contiguous().clone()
     full = {**state, "param_groups": opt["param_groups"], "generation": uuid.uuid4().hex}
     meta = {"cxrtool.kind": "resume", "cxrtool.generation": full["generation"], "cxrtool.state": dumps(full)}
-    with atomic_path(run / RESUME_TENSORS) as tmp:
+    with atomic_path(run / RunDir.RESUME_TENSORS) as tmp:
         save_file(tensors, str(tmp), metadata=meta)
-    write_json(run / RESUME_STATE, full)
+    write_json(run / RunDir.RESUME_STATE, full)
 
 
 def load_resume(run: Path) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict[str, Any]]:
     """(model tensors, optimizer state dict pieces, state) saved by `save_resume`."""
     from safetensors.torch import load_file
 
-    if not (run / RESUME_STATE).is_file() or not (run / RESUME_TENSORS).is_file():
-        raise InputError(f"--resume {run}: no {RESUME_STATE}/{RESUME_TENSORS}; the run saved no resumable state")
+    if not (run / RunDir.RESUME_STATE).is_file() or not (run / RunDir.RESUME_TENSORS).is_file():
+        raise InputError(
+            f"--resume {run}: no {RunDir.RESUME_STATE}/{RunDir.RESUME_TENSORS}; the run saved no resumable state"
+        )
     damaged = (
-        f"the run cannot continue from it; start afresh with --overwrite (its kept weights, {MODEL} and {LAST}, "
-        "stay usable for evaluation)"
+        "the run cannot continue from it; start afresh with --overwrite (its kept weights, "
+        f"{RunDir.MODEL} and {RunDir.LAST}, stay usable for evaluation)"
     )
     try:
-        meta, _ = read_safetensors_header(run / RESUME_TENSORS)
-        tensors = load_file(str(run / RESUME_TENSORS))
+        meta, _ = read_safetensors_header(run / RunDir.RESUME_TENSORS)
+        tensors = load_file(str(run / RunDir.RESUME_TENSORS))
     except Exception as e:  # InputError from the header, SafetensorError for truncated data
         why = str(e).splitlines()[0]
-        raise InputError(f"{run / RESUME_TENSORS} is damaged or truncated ({why}); {damaged}") from None
+        raise InputError(f"{run / RunDir.RESUME_TENSORS} is damaged or truncated ({why}); {damaged}") from None
     try:
-        state = read_json(run / RESUME_STATE)
+        state = read_json(run / RunDir.RESUME_STATE)
     except InputError:
         state = {}
     if "cxrtool.state" in meta:  # written by cxrtool ≥ 0.2: the state travels with the tensors
         saved = json.loads(meta["cxrtool.state"])
         if state.get("generation") != saved.get("generation"):
             warn(
-                f"{run / RESUME_STATE} is from another save point than {RESUME_TENSORS} (the run was stopped while "
-                "saving); continuing from the state saved with the tensors"
+                f"{run / RunDir.RESUME_STATE} is from another save point than {RunDir.RESUME_TENSORS} (the run was "
+                "stopped while saving); continuing from the state saved with the tensors"
             )
         state = saved
     elif not state:
-        raise InputError(f"{run / RESUME_STATE} is unreadable; {damaged}")
+        raise InputError(f"{run / RunDir.RESUME_STATE} is unreadable; {damaged}")
     model = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     optim = {k[len("optim.") :]: v for k, v in tensors.items() if k.startswith("optim.")}
     return model, optim, state
@@ -128,12 +128,12 @@ def optimizer_state(optim: dict[str, torch.Tensor], param_groups: list[dict[str,
 
 
 def read_history(run: Path) -> pd.DataFrame:
-    path = run / HISTORY
+    path = run / RunDir.HISTORY
     return pd.read_csv(path) if path.is_file() else pd.DataFrame()
 
 
 def write_history(run: Path, rows: list[dict[str, Any]], columns: list[str]) -> None:
-    write_csv(run / HISTORY, pd.DataFrame(rows, columns=columns), float_format="%.6g")
+    write_csv(run / RunDir.HISTORY, pd.DataFrame(rows, columns=columns), float_format="%.6g")
 
 
 def dumps(config: dict[str, Any]) -> str:

@@ -30,9 +30,10 @@ from cxrtool.data.labels import LABELS
 from cxrtool.data.splits import read_splits
 from cxrtool.data.transforms import classifier_eval, classifier_train, joint_train
 from cxrtool.errors import InputError
+from cxrtool.layouts import RunDir
 from cxrtool.log import a, warn
-from cxrtool.parallel import default_workers
 from cxrtool.runtime.device import pick_device
+from cxrtool.runtime.workers import default_workers
 from cxrtool.training import run_dir
 from cxrtool.training.distributed import close_world, init_world
 from cxrtool.training.loop import Stage, Trainer
@@ -51,7 +52,7 @@ def resume_config(run: Path, given: dict[str, Any], kind: str | None = None) -> 
     config = run_dir.read_config(run)
     stored = config.get("options")
     if not isinstance(stored, dict) or config.get("kind") not in COMMANDS:
-        raise InputError(f"--resume {run}: its {run_dir.CONFIG} is not a cxrtool training config")
+        raise InputError(f"--resume {run}: its {RunDir.CONFIG} is not a cxrtool training config")
     if kind is not None and config["kind"] != kind:
         raise InputError(
             f"--resume {run} is {a(config['kind'])} run; continue it with `cxrtool {COMMANDS[config['kind']]} "
@@ -242,7 +243,7 @@ def train(
         if resume:
             check_same_data(run, stored.get("data"), stage.data, config.data.splits)
         if world.main and not resume:
-            run_dir.prepare(run, overwrite=overwrite)
+            run_dir.clear_for_new_run(run, overwrite=overwrite)
         trainer = Trainer(stage, config.loop, run, device=device, world=world)
         trainer.step_hook = step_hook
         # config.json is written with the first saved state (an epoch's end or an interruption), so a run that

@@ -37,7 +37,7 @@ def auc_columns(labels: tuple[str, ...]) -> list[str]:
 
 def auc_metrics(labels: tuple[str, ...], targets: np.ndarray, probs: np.ndarray) -> dict[str, float]:
     """Per-label validation AUC and their mean over the labels that have both classes."""
-    from cxrtool.evaluation.metrics import roc_auc
+    from cxrtool.stats.metrics import roc_auc
 
     aucs = np.asarray(roc_auc(targets, probs), dtype=float).reshape(-1)
     out = {f"val_auc_{label}": float(a) for label, a in zip(labels, aucs)}

@@ -14,6 +14,7 @@ from tests_support import make_eval, make_localization
 from typer.testing import CliRunner
 
 from cxrtool.cli.app import app
+from cxrtool.config.evaluation import InferenceConfig
 from cxrtool.data.labels import LABELS
 from cxrtool.data.splits import SPLIT_COLUMNS
 from cxrtool.explain.loc_dir import BOX_COLUMNS, LOCALIZATION_COLUMNS
@@ -89,8 +90,8 @@ def test_explain_top_labels_and_probabilities_match_predict(ckpts, images, tmp_p
     result = runner.invoke(app, ["explain", str(images), "--ckpt", ckpts["j"], "--out", str(out), "--device", "cpu"])
     assert result.exit_code == 0, result.output
     table = pd.read_csv(out / "explain.csv")
-    predicted = predict_files([images], Path(ckpts["j"]), thresholds=None, tta="none", tta_average="probs",
-                              batch_size=2, workers=0, device="cpu").set_index("image")  # fmt: skip
+    run = InferenceConfig(batch_size=2, workers=0, device="cpu")
+    predicted = predict_files([images], Path(ckpts["j"]), run=run).set_index("image")
     for image, rows in table.groupby("image", sort=False):
         top3 = predicted.loc[image, list(LABELS)].astype(float).sort_values(ascending=False, kind="stable")[:3]
         assert list(rows["label"]) == list(top3.index)

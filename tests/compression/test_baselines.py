@@ -13,7 +13,7 @@ from cxrtool.compression.baselines import (
     search_setting_for_set,
 )
 from cxrtool.errors import CxrError, InputError, RunFailure
-from cxrtool.evaluation.quality import psnr_8bit
+from cxrtool.stats.quality import psnr_8bit
 
 CODEC_FEATURES = {"jpeg": "jpg", "webp": "webp", "jpeg2000": "jpg_2000"}
 CODECS = [

@@ -13,9 +13,9 @@ from cxrtool.compression.latent_format import encode_png
 from cxrtool.compression.report import COLUMNS, best_marks, codec_report, list_images, resolve_codecs
 from cxrtool.data.labels import LABELS
 from cxrtool.errors import InputError
-from cxrtool.evaluation.quality import psnr_8bit, ssim
 from cxrtool.models.autoencoder import AutoEncoder
 from cxrtool.models.checkpoints import save_model
+from cxrtool.stats.quality import psnr_8bit, ssim
 
 runner = CliRunner()
 AVAILABLE = [c for c, f in (("jpeg", "jpg"), ("webp", "webp"), ("jpeg2000", "jpg_2000")) if features.check(f)]

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cxrtool.data.prepare import CACHE_FILE, cache_size, prepare_cache
+from cxrtool.data.prepare import cache_size, prepare_cache
 from cxrtool.errors import InputError
+from cxrtool.layouts import PrepareCache
 
 
 def _images(folder, names, size=64):
@@ -24,7 +25,7 @@ def test_prepare_writes_same_names_at_size_and_resumes(tmp_path):
     assert sorted(p.name for p in (out / "images").iterdir()) == names
     with Image.open(out / "images" / names[0]) as img:
         assert img.size == (16, 16) and img.mode == "L"
-    assert cache_size(out) == 16 and json.loads((out / CACHE_FILE).read_text())["complete"] is True
+    assert cache_size(out) == 16 and json.loads((out / PrepareCache.MARKER).read_text())["complete"] is True
     (out / "images" / names[1]).unlink()  # as if the first run had been killed before it
     again = prepare_cache(names, tmp_path / "src", out, size=16, workers=1)
     assert again.written == 1 and again.skipped == 5

@@ -6,6 +6,7 @@ import pytest
 from PIL import Image
 from sklearn.metrics import roc_auc_score
 
+from cxrtool.config.evaluation import EvaluationConfig, InferenceConfig, ViewsConfig
 from cxrtool.data.labels import LABELS
 from cxrtool.errors import InputError
 from cxrtool.evaluation.eval_dir import METRIC_COLUMNS, read_evaluation
@@ -57,8 +58,9 @@ def test_evaluate_each_kind(checkpoints, synth_small, tmp_path, kind, tta):
     splits = splits_for(synth_small, tmp_path)
     out = tmp_path / "eval"
     result = evaluate_images(
-        checkpoints / f"{kind}.safetensors", splits, synth_small, out, split="test", tta=tta, n_boot=50, limit=12
-    )
+        checkpoints / f"{kind}.safetensors", splits, synth_small, out,
+        evaluation=EvaluationConfig(split="test", bootstrap=50, limit=12), views=ViewsConfig(tta=tta),
+    )  # fmt: skip
     assert result.images == 12
     for name in ("predictions.csv", "targets.csv", "metrics.csv", "roc.png", "config.json"):
         assert (out / name).is_file()
@@ -70,7 +72,9 @@ def test_evaluate_each_kind(checkpoints, synth_small, tmp_path, kind, tta):
     with Image.open(out / "roc.png") as img:
         assert img.width > 800
     with pytest.raises(InputError, match="--overwrite"):
-        evaluate_images(checkpoints / f"{kind}.safetensors", splits, synth_small, out, limit=5)
+        evaluate_images(
+            checkpoints / f"{kind}.safetensors", splits, synth_small, out, evaluation=EvaluationConfig(limit=5)
+        )
 
 
 def test_evaluate_refuses_an_autoencoder(checkpoints, synth_small, tmp_path):
@@ -93,11 +97,8 @@ def test_predict_a_folder_with_an_rgba_image_and_thresholds(checkpoints, synth_s
         [tmp_path / "mine"],
         checkpoints / "c.safetensors",
         thresholds=metrics,
-        tta="none",
-        tta_average="probs",
-        batch_size=2,
-        workers=0,
-        device="cpu",
+        views=ViewsConfig(tta="none", tta_average="probs"),
+        run=InferenceConfig(batch_size=2, workers=0, device="cpu"),
     )
     assert list(frame["image"]) == ["colour.jpg", "nested/gray.png", "nested/rgba.png"]
     assert list(frame.columns[1:15]) == list(LABELS)
@@ -109,10 +110,7 @@ def test_predict_a_folder_with_an_rgba_image_and_thresholds(checkpoints, synth_s
         [source[0]],
         checkpoints / "c.safetensors",
         thresholds=None,
-        tta="none",
-        tta_average="probs",
-        batch_size=1,
-        workers=0,
-        device="cpu",
+        views=ViewsConfig(tta="none", tta_average="probs"),
+        run=InferenceConfig(batch_size=1, workers=0, device="cpu"),
     )
     assert np.allclose(rgba, single[list(LABELS)].to_numpy(), atol=1e-5)

@@ -6,6 +6,7 @@ import torch
 from tests_support import splits_for
 
 from cxrtool.compression.compress import CompressOptions, compress_folder
+from cxrtool.config.evaluation import EvaluationConfig, InferenceConfig
 from cxrtool.data.labels import LABELS
 from cxrtool.errors import InputError
 from cxrtool.evaluation.eval_dir import read_evaluation
@@ -15,6 +16,9 @@ from cxrtool.models.checkpoints import save_model
 from cxrtool.models.joint import JointModel
 
 SPEC = {"resize": 128, "crop": 128, "channels": 3, "encoder_first": True, "latent": 32}
+
+TWELVE = EvaluationConfig(bootstrap=20, limit=12)
+CPU = InferenceConfig(device="cpu", workers=0)
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +37,8 @@ def test_latents_match_images_up_to_rounding(joint_ckpt, synth_small, tmp_path, 
     store = tmp_path / "store"
     summary = compress_folder(synth_small / "images", store, CompressOptions(joint_ckpt, size=128, dtype=dtype)).summary
     assert summary["dtype"] == {"uint8": "uint8+png", "float16": "float16"}[dtype]  # the defaults
-    from_images = evaluate_images(joint_ckpt, splits, synth_small, tmp_path / "img", n_boot=20, limit=12, device="cpu")
-    from_latents = evaluate_latents(joint_ckpt, splits, store, tmp_path / "lat", n_boot=20, limit=12, device="cpu")
+    from_images = evaluate_images(joint_ckpt, splits, synth_small, tmp_path / "img", evaluation=TWELVE, run=CPU)
+    from_latents = evaluate_latents(joint_ckpt, splits, store, tmp_path / "lat", evaluation=TWELVE, run=CPU)
     a, b = read_evaluation(tmp_path / "img"), read_evaluation(tmp_path / "lat")
     assert list(a.images) == list(b.images) and from_images.images == from_latents.images == 12
     gap = np.abs(a.probs - b.probs).max()
@@ -42,7 +46,7 @@ def test_latents_match_images_up_to_rounding(joint_ckpt, synth_small, tmp_path, 
     if dtype == "uint8":  # the PNG-coded store against a raw one: the same latents, so the same probabilities
         raw = CompressOptions(joint_ckpt, size=128, entropy="none", workers=0)
         compress_folder(synth_small / "images", tmp_path / "raw", raw)
-        evaluate_latents(joint_ckpt, splits, tmp_path / "raw", tmp_path / "e_raw", n_boot=20, limit=12, device="cpu")
+        evaluate_latents(joint_ckpt, splits, tmp_path / "raw", tmp_path / "e_raw", evaluation=TWELVE, run=CPU)
         assert np.array_equal(read_evaluation(tmp_path / "e_raw").probs, b.probs)  # bit for bit
 
 
@@ -51,11 +55,11 @@ def test_latents_refuse_another_size_encoder_or_kind(joint_ckpt, synth_small, tm
     full = tmp_path / "full"
     compress_folder(synth_small / "images", full, CompressOptions(joint_ckpt))
     with pytest.raises(InputError, match="--size 128"):
-        evaluate_latents(joint_ckpt, splits, full, tmp_path / "e1", device="cpu")
+        evaluate_latents(joint_ckpt, splits, full, tmp_path / "e1", run=CPU)
     other = JointModel()
     other_path = tmp_path / "other.safetensors"
     save_model(other_path, other, kind="joint", labels=LABELS, input_spec=SPEC, config={})
     sized = tmp_path / "sized"
     compress_folder(synth_small / "images", sized, CompressOptions(joint_ckpt, size=128))
     with pytest.raises(InputError, match=r"identity|encoder"):
-        evaluate_latents(other_path, splits, sized, tmp_path / "e2", device="cpu")
+        evaluate_latents(other_path, splits, sized, tmp_path / "e2", run=CPU)

@@ -11,14 +11,15 @@ from PIL import Image
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 from torchvision import transforms as T
 
+from cxrtool.config.evaluation import EvaluationConfig
 from cxrtool.data.labels import LABELS
 from cxrtool.evaluation.compare import compare_evaluations
 from cxrtool.evaluation.eval_dir import read_evaluation, write_evaluation
 from cxrtool.evaluation.evaluate import evaluate_images, metrics_table
 from cxrtool.evaluation.inference import load_predictor, predict_paths, tencrop_transform
-from cxrtool.evaluation.metrics import bootstrap_auc
 from cxrtool.models.checkpoints import save_model
 from cxrtool.models.classifier import Classifier
+from cxrtool.stats.metrics import bootstrap_auc
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +66,10 @@ def test_metrics_csv_is_reproduced_from_the_written_predictions_by_sklearn(class
     from tests_support import splits_for
 
     out = tmp_path / "eval"
-    evaluate_images(classifier_file, splits_for(synth_small, tmp_path), synth_small, out, n_boot=20, limit=40)
+    evaluate_images(
+        classifier_file, splits_for(synth_small, tmp_path), synth_small, out,
+        evaluation=EvaluationConfig(bootstrap=20, limit=40),
+    )  # fmt: skip
     preds = pd.read_csv(out / "predictions.csv")
     truth = pd.read_csv(out / "targets.csv")
     metrics = pd.read_csv(out / "metrics.csv").set_index("label")

@@ -12,6 +12,7 @@ from pydicom.uid import RLELossless
 from typer.testing import CliRunner
 
 from cxrtool.cli.app import app
+from cxrtool.config.evaluation import EvaluationConfig, InferenceConfig
 from cxrtool.data.dicom import WINDOW_ENV
 from cxrtool.data.labels import LABELS
 
@@ -116,9 +117,8 @@ def test_dicom_window_reaches_worker_processes(folder, ckpt, tmp_path, monkeypat
 
     def in_process(window: str) -> np.ndarray:
         monkeypatch.setenv(WINDOW_ENV, window)
-        frame = predict_files(
-            inputs[:1], ckpt, thresholds=None, tta="none", tta_average="probs", batch_size=4, workers=0, device="cpu"
-        )
+        run = InferenceConfig(batch_size=4, workers=0, device="cpu", dicom_window=window)
+        frame = predict_files(inputs[:1], ckpt, run=run)
         return frame[list(LABELS)].to_numpy()
 
     assert np.abs(got - in_process("none")).max() <= 1e-6
@@ -156,11 +156,11 @@ def test_evaluate_on_a_splits_file_naming_dicoms(synth_small, ckpt, tmp_path, mo
     test["path"] = test["image"]
     test.to_csv(tmp_path / "s.csv", index=False)
     result = evaluate_images(
-        ckpt, tmp_path / "s.csv", dicoms, tmp_path / "e_dcm", split="test", n_boot=10, device="cpu"
-    )
+        ckpt, tmp_path / "s.csv", dicoms, tmp_path / "e_dcm", evaluation=EvaluationConfig(bootstrap=10),
+        run=InferenceConfig(device="cpu", workers=0),
+    )  # fmt: skip
     assert result.images == 6
     dcm = pd.read_csv(tmp_path / "e_dcm" / "predictions.csv")[list(LABELS)].to_numpy()
-    png = predict_files(pngs, ckpt, thresholds=None, tta="none", tta_average="probs", batch_size=8, workers=0,
-                        device="cpu")[list(LABELS)].to_numpy()  # fmt: skip
+    png = predict_files(pngs, ckpt, run=InferenceConfig(batch_size=8, workers=0, device="cpu"))[list(LABELS)].to_numpy()
     assert np.abs(png - dcm).max() <= 1e-5
     assert json.loads((tmp_path / "e_dcm" / "config.json").read_text())["dicom_window"] == "file"

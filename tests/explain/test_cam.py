@@ -23,7 +23,7 @@ def model_and_input():
 def plain_gradcam(model: Classifier, x: torch.Tensor, labels: list[int]) -> tuple[np.ndarray, np.ndarray]:
     """Selvaraju et al.'s Grad-CAM on norm5: α_k = mean of ∂logit/∂norm5_k, map = ReLU(Σ_k α_k · ReLU(norm5_k))."""
     net = model.densenet
-    norm5 = net.features(model.prepare(x)).detach().requires_grad_(True)
+    norm5 = net.features(model.to_imagenet(x)).detach().requires_grad_(True)
     logits = net.classifier(F.adaptive_avg_pool2d(F.relu(norm5), 1).flatten(1))
     maps = []
     for j in labels:

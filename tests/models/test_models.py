@@ -179,3 +179,32 @@ def test_weights_from_a_cxrtool_classifier(tmp_path):
     target = Classifier()
     load_pretrained_(target, path)
     assert torch.equal(target.densenet.classifier.weight, source.densenet.classifier.weight)
+
+
+GOLDEN_AE = Path(__file__).parents[1] / "golden" / "store_v1" / "ae.safetensors"  # written by cxrtool 0.1.0
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_files_in_the_layout_written_before_load(tmp_path, kind):
+    """Model files keep their tensor names across renames of model attributes (the ImageNet input step holds no
+    saved tensors): a file built as cxrtool 0.1.0 wrote it, from torchvision's DenseNet and the 0.1.0 autoencoder
+    file, loads strictly and gives back every tensor."""
+    from safetensors.torch import load_file, save_file
+    from torchvision.models import densenet121
+
+    old_ae = load_file(str(GOLDEN_AE))
+    densenet = {f"densenet.{k}": v for k, v in densenet121(weights=None, num_classes=len(LABELS)).state_dict().items()}
+    tensors = {"classifier": densenet, "autoencoder": old_ae, "joint": {**old_ae, **densenet}}[kind]
+    path = tmp_path / "old.safetensors"
+    meta = {
+        "cxrtool.kind": kind,
+        "cxrtool.labels": json.dumps(list(LABELS) if kind != "autoencoder" else []),
+        "cxrtool.input": "{}",
+        "cxrtool.version": "0.1.0",
+        "cxrtool.config": "{}",
+    }
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(path), metadata=meta)
+    model, info = load_model(path)
+    loaded = state_tensors(model)
+    assert info.version == "0.1.0" and loaded.keys() == tensors.keys()
+    assert all(torch.equal(loaded[k], tensors[k]) for k in tensors)

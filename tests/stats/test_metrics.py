@@ -6,8 +6,8 @@ import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
 from cxrtool.errors import InputError
-from cxrtool.evaluation import metrics
-from cxrtool.evaluation.metrics import (
+from cxrtool.stats import metrics
+from cxrtool.stats.metrics import (
     average_precision,
     bootstrap_auc,
     delong_test,

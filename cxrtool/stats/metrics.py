@@ -9,11 +9,41 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from typing import TypedDict
 
 import numpy as np
+import numpy.typing as npt
 
 from cxrtool.errors import InputError
+
+
+class BootstrapAUC(TypedDict):
+    """`bootstrap_auc`'s result: per-label arrays (0-d for a 1-D input) and the mean over labels."""
+
+    auc: np.ndarray
+    ci_low: np.ndarray
+    ci_high: np.ndarray
+    mean_auc: float
+    mean_ci_low: float
+    mean_ci_high: float
+    n_labels: int
+    mean_skipped: int
+    replicates: np.ndarray
+
+
+class DeLongTest(TypedDict):
+    """`delong_test`'s result: per-label arrays (0-d for a 1-D input) and the test of the mean over labels."""
+
+    auc_a: np.ndarray
+    auc_b: np.ndarray
+    z: np.ndarray
+    p: np.ndarray
+    mean_auc_a: float
+    mean_auc_b: float
+    mean_z: float
+    mean_p: float
+    n_labels: int
+
 
 # Resamples processed together: a chunk's (resamples x images) counts stay in cache; 16 was fastest for 25,596 images.
 _CHUNK = 16
@@ -82,7 +112,7 @@ def _weighted_auc(plans: list[_Placement], w: np.ndarray) -> np.ndarray:
 
 def bootstrap_auc(
     y_true: np.ndarray, scores: np.ndarray, *, n_boot: int = 2000, seed: int = 0, alpha: float = 0.05
-) -> dict[str, np.ndarray | float | int]:
+) -> BootstrapAUC:
     """Per-label AUC and the mean AUC with percentile bootstrap intervals, resampling images jointly for all labels.
 
     Resample b takes the images `rng.integers(0, n, size=n)`, the b-th such draw of `np.random.default_rng(seed)`,
@@ -130,7 +160,7 @@ def bootstrap_auc(
     }
 
 
-def delong_test(y_true: np.ndarray, scores_a: np.ndarray, scores_b: np.ndarray) -> dict[str, np.ndarray | float | int]:
+def delong_test(y_true: np.ndarray, scores_a: np.ndarray, scores_b: np.ndarray) -> DeLongTest:
     """Paired DeLong test of AUC(a) = AUC(b) per label, and of mean AUC(a) = mean AUC(b) over labels.
 
     Per label (DeLong, DeLong & Clarke-Pearson 1988) with the midrank algorithm of Sun & Xu 2014: the structural
@@ -202,7 +232,7 @@ def _two_sided_p(z: np.ndarray) -> np.ndarray:
     return np.vectorize(lambda v: math.erfc(abs(v) / math.sqrt(2.0)), otypes=[float])(z)
 
 
-def holm(p_values: Sequence[float]) -> np.ndarray:
+def holm(p_values: npt.ArrayLike) -> np.ndarray:
     """Holm-Bonferroni adjusted p-values (Holm 1979): monotone in the raw p, capped at 1; NaNs stay NaN, uncounted."""
     shape = np.shape(p_values)
     p = np.asarray(p_values, dtype=float).ravel()

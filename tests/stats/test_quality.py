@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from cxrtool.errors import InputError
-from cxrtool.evaluation.quality import psnr_8bit, ssim
+from cxrtool.stats.quality import psnr_8bit, ssim
 
 
 def phantom(height: int, width: int, seed: int = 0) -> np.ndarray:
