@@ -73,7 +73,6 @@ def _collate_readable(batch: list[dict[str, Any]]) -> tuple[dict[str, Any] | Non
     return (default_collate(good) if good else None), failed
 
 
-@torch.no_grad()
 def predict_paths(
     predictor: Predictor,
     paths: Sequence[Path],
@@ -122,7 +121,8 @@ def predict_paths(
         x = batch["image"].to(predictor.device, non_blocking=True)
         views = x.shape[1] if x.dim() == 5 else 1
         x = x.flatten(0, 1) if x.dim() == 5 else x
-        with torch.autocast(predictor.device.type, dtype=torch.bfloat16, enabled=amp):
+        # no_grad here rather than as a decorator, which would hide the function from mutation testing (README)
+        with torch.no_grad(), torch.autocast(predictor.device.type, dtype=torch.bfloat16, enabled=amp):
             logits = predictor.model(x)["logits"].float().view(-1, views, out.shape[1])
         probs = torch.sigmoid(logits).mean(1) if average == "probs" else torch.sigmoid(logits.mean(1))
         out[batch["index"].numpy()] = probs.cpu().numpy()

@@ -63,6 +63,13 @@ def test_ties_go_to_the_earlier_pixel_in_row_major_order():
     assert binarise(np.zeros((3, 4)), 0.5).reshape(-1).tolist() == [1] * 6 + [0] * 6
     image = np.array([[1.0, 2.0, 2.0], [2.0, 0.0, 2.0]])
     assert binarise(image, 3 / 6).tolist() == [[0, 1, 1], [1, 0, 0]]
+    # Large enough (64 pixels, 3 levels) that NumPy's default argsort would reorder ties: the 32 ones are the
+    # brightest pixels, then the earliest of the level the cut falls in.
+    image = np.random.default_rng(4).integers(0, 3, (8, 8)).astype(float)
+    chosen = sorted(range(64), key=lambda i: (-image.flat[i], i))[:32]
+    expected = np.zeros(64, dtype=np.float32)
+    expected[chosen] = 1
+    np.testing.assert_array_equal(binarise(image, 0.5), expected.reshape(8, 8))
 
 
 def test_same_seed_same_mask_and_batch_rng_streams_differ():
@@ -97,6 +104,49 @@ def test_paper_masks_vary_alike_along_rows_and_columns():
     beyond_y = power[_cycles(32) >= 2, :].sum() / power.sum()
     assert beyond_x > 0.005 and 0.7 < beyond_x / beyond_y < 1.4
     assert any(_runs_cyclic(row) >= 2 for mask in masks for row in mask)
+
+
+def _paper_oracle(draws: np.ndarray, shape: tuple[int, int], decay: float) -> np.ndarray:
+    """The paper mode's grey image by the inverse DFT written out as a sum, from its Gaussian draws (h, w//2+1, 2).
+
+    Coefficient (ky, kx) of the half spectrum is (a + ib)/max(|f|, 1/max(h, w))^δ; a real image gets each column
+    0 < kx < w/2 twice (it and its conjugate mirror), the self-mirrored columns kx = 0 and kx = w/2 (w even) once,
+    which the √2 on their coefficients makes up in power.
+    """
+    h, w = shape
+    ky, kx = np.arange(h)[:, None], np.arange(w // 2 + 1)[None, :]
+    f = np.sqrt((np.minimum(ky, h - ky) / h) ** 2 + (kx / w) ** 2)
+    self_mirrored = (kx == 0) | (2 * kx == w)
+    coeff = (draws[..., 0] + 1j * draws[..., 1]) / np.maximum(f, 1 / max(h, w)) ** decay
+    coeff = coeff * np.where(self_mirrored, np.sqrt(2), 1.0) * np.where(self_mirrored, 1.0, 2.0)
+    y, x = np.arange(h)[:, None, None, None], np.arange(w)[None, :, None, None]
+    return (coeff * np.exp(2j * np.pi * (ky * y / h + kx * x / w))).real.sum(axis=(2, 3)) / (h * w)
+
+
+@pytest.mark.parametrize("shape", [(32, 32), (17, 23), (24, 40), (6, 9)])
+def test_paper_mode_is_the_inverse_dft_of_its_gaussian_coefficients(shape):
+    h, w = shape
+    ours = low_freq_image(np.random.default_rng(7), shape, decay=2.5, mode="paper")
+    draws = np.random.default_rng(7).standard_normal((h, w // 2 + 1, 2))
+    np.testing.assert_allclose(ours, _paper_oracle(draws, shape, 2.5), rtol=0, atol=1e-9 * np.abs(ours).max())
+
+
+def test_batch_rng_is_rank_0_by_default_and_refuses_any_negative_key():
+    draws = batch_rng(1, 2, 3).random(4)
+    np.testing.assert_array_equal(draws, batch_rng(1, 2, 3, rank=0).random(4))
+    assert not np.array_equal(draws, batch_rng(1, 2, 3, rank=1).random(4))
+    for key in [(-1, 2, 3, 0), (1, -2, 3, 0), (1, 2, -3, 0), (1, 2, 3, -1)]:  # named by cxrtool, not NumPy's words
+        with pytest.raises(ValueError, match=r"batch_rng needs non-negative seed, epoch, step and rank, got \("):
+            batch_rng(*key[:3], rank=key[3])
+
+
+def test_fmix_batch_keeps_the_images_dtype_and_refuses_mismatched_shapes():
+    images = torch.rand(4, 1, 8, 8).to(torch.bfloat16)
+    assert fmix_batch(images, torch.zeros(4, 14), batch_rng(0, 1, 0)).images.dtype == torch.bfloat16
+    with pytest.raises(ValueError, match="fmix_batch needs"):
+        fmix_batch(torch.rand(4, 1, 8, 8), torch.zeros(3, 14), batch_rng(0, 1, 0))  # one target short
+    with pytest.raises(ValueError, match="fmix_batch needs"):
+        fmix_batch(torch.rand(4, 8, 8), torch.zeros(4, 14), batch_rng(0, 1, 0))  # no channel axis
 
 
 @pytest.mark.parametrize("shape", [*SHAPES, (40, 8), (9, 1), (2, 2)])
@@ -139,6 +189,11 @@ def test_invalid_options():
         sample_mask(rng, 1.5, (8, 8))
     with pytest.raises(ValueError, match="shape"):
         sample_mask(rng, 0.5, (1, 8), mode="reference")
+    for empty in [(0, 8), (8, 0)]:
+        with pytest.raises(ValueError, match="mask shape"):
+            low_freq_image(rng, empty)
+    assert low_freq_image(rng, (1, 8)).shape == (1, 8)  # one row is a mask in the paper's mode
+    assert low_freq_image(rng, (8, 8), decay=0.5).shape == (8, 8)  # any decay power > 0, not only > 1
     with pytest.raises(InputError, match="alpha"):
         fmix_batch(torch.zeros(2, 1, 4, 4), torch.zeros(2, 3), rng, alpha=0)
 

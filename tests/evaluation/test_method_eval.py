@@ -1,6 +1,8 @@
 """Evaluation against SPEC §1 and §5, recomputed independently: ten-crop from torchvision's TenCrop, the files'
 metrics from scikit-learn on the files themselves, the bootstrap's Mean interval from explicit resamples."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -157,3 +159,80 @@ def test_compare_warns_when_a_mean_covers_fewer_labels_than_the_published_one(tm
     evaluation = _write_eval(tmp_path / "e", y, probs, LABELS)
     result = compare_evaluations([evaluation], ["e"], reference="paper")
     assert any("published Means average 14 labels, but e over 13" in note for note in result.notes)
+
+
+def test_unreadable_files_are_skipped_in_place_and_listed(classifier_file, tmp_path):
+    rng = np.random.default_rng(2)
+    paths = []
+    for name in ("a", "bad1", "bad2", "bad3", "b"):  # batches of 2: mixed, all unreadable, readable
+        path = tmp_path / f"{name}.png"
+        if name.startswith("bad"):
+            path.write_bytes(b"not an image")
+        else:
+            Image.fromarray(rng.integers(0, 256, (40, 40), dtype=np.uint8)).save(path)
+        paths.append(path)
+    predictor = load_predictor(classifier_file, torch.device("cpu"))
+    errors: list[tuple[int, str]] = []
+    counted: list[int] = []
+    got = predict_paths(predictor, paths, batch_size=2, errors=errors, progress=counted.append)
+    readable = predict_paths(predictor, [paths[0], paths[4]], batch_size=1)
+    np.testing.assert_allclose(got[[0, 4]], readable, rtol=0, atol=1e-6)
+    assert (got[1:4] == 0).all()
+    assert [index for index, _ in errors] == [1, 2, 3]
+    assert all(f"bad{i}.png" in message for i, (_, message) in enumerate(errors, start=1))
+    assert sum(counted) == 5
+    quiet: list[tuple[int, str]] = []  # no progress callback
+    np.testing.assert_array_equal(predict_paths(predictor, paths, batch_size=2, errors=quiet), got)
+    assert quiet == errors
+
+
+def test_tencrop_base_is_the_training_pre_crop_size():
+    """A classifier's --resize; 8/7 of the crop for a joint model (1024 to 896), rounded to the nearest pixel."""
+    from cxrtool.evaluation.inference import Predictor
+    from cxrtool.models.checkpoint_info import CheckpointInfo
+
+    def base(kind: str, spec: dict) -> int:
+        info = CheckpointInfo(path=Path("m.safetensors"), kind=kind, labels=LABELS, input=spec, version="0")
+        return Predictor(torch.nn.Identity(), info, torch.device("cpu")).tencrop_base()
+
+    assert base("joint", {"crop": 896, "resize": 500}) == 1024
+    assert base("joint", {"crop": 32}) == 37  # 36.57
+    assert base("classifier", {"crop": 32, "resize": 41}) == 41
+    assert base("classifier", {"crop": 32}) == 32
+
+
+def test_tencrop_averages_probabilities_or_logits_as_asked(tmp_path):
+    torch.manual_seed(3)
+    model = Classifier().eval()
+    with torch.no_grad():
+        model.densenet.classifier.weight.mul_(300)  # logits that differ between the views
+    spec = {"resize": 41, "crop": 32, "channels": 3, "encoder_first": False}
+    save_model(tmp_path / "c.safetensors", model, kind="classifier", labels=LABELS, input_spec=spec, config={})
+    path = tmp_path / "x.png"
+    Image.fromarray(np.random.default_rng(4).integers(0, 256, (80, 80), dtype=np.uint8)).save(path)
+    views = torch.stack([_tensor(v) for v in T.TenCrop(32)(Image.open(path).resize((41, 41), Image.BILINEAR))])
+    with torch.no_grad():
+        logits = model(views)["logits"].double()
+    by_logits, by_probs = torch.sigmoid(logits.mean(0)).numpy(), torch.sigmoid(logits).mean(0).numpy()
+    assert np.abs(by_logits - by_probs).max() > 1e-3
+    predictor = load_predictor(tmp_path / "c.safetensors", torch.device("cpu"))
+    got = predict_paths(predictor, [path], tta="tencrop", average="logits")[0]
+    np.testing.assert_allclose(got, by_logits, rtol=0, atol=1e-5)
+    got = predict_paths(predictor, [path], tta="tencrop")[0]  # the default: the mean probability
+    np.testing.assert_allclose(got, by_probs, rtol=0, atol=1e-5)
+
+
+def test_a_joint_checkpoint_predicts_from_its_encoded_crop(tmp_path):
+    from cxrtool.models.joint import JointModel
+
+    torch.manual_seed(5)
+    model = JointModel().eval()
+    spec = {"resize": 128, "crop": 128, "channels": 3, "encoder_first": True, "latent": 32}
+    save_model(tmp_path / "j.safetensors", model, kind="joint", labels=LABELS, input_spec=spec, config={})
+    pixels = np.random.default_rng(6).integers(0, 256, (128, 128), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "x.png")
+    predictor = load_predictor(tmp_path / "j.safetensors", torch.device("cpu"))
+    got = predict_paths(predictor, [tmp_path / "x.png"])[0]  # the crop size already: no resize
+    with torch.no_grad():
+        expected = torch.sigmoid(model(torch.from_numpy(pixels / 255.0).float()[None, None])["logits"][0]).numpy()
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)

@@ -166,3 +166,58 @@ def test_joint_latent_geometry(side):
     with torch.no_grad():
         out = JointModel().eval()(torch.rand(1, 1, side, side))
     assert out["latent"].shape[-1] == -(-side // 4) and out["x_hat"].shape[-1] == side
+
+
+@torch.no_grad()
+def test_autoencoder_clamps_its_latent_only_when_asked(tmp_path):
+    """The compression report encodes a joint model's codec with `clamp_latent`: the latent the classifier saw."""
+    torch.manual_seed(11)  # the random init, whatever ran before
+    t = _saved(tmp_path, AutoEncoder(init="random"), "autoencoder")
+    x = torch.rand(2, 1, 33, 36)  # only the height is padded (by 3 rows)
+    lo, hi = _encode(t, x).aminmax()
+    scale = 3 / (hi - lo)  # an output layer that stretches the latents over [-1, 2]: both sides of the clamp
+    t = {
+        **t,
+        "encoder.2.weight": scale * t["encoder.2.weight"],
+        "encoder.2.bias": scale * (t["encoder.2.bias"] - lo) - 1,
+    }
+    clamped = AutoEncoder(init="random", clamp_latent=True)
+    clamped.load_state_dict(t)
+    z = _encode(t, x)
+    assert (z < 0).any() and (z > 1).any()
+    out = clamped(x)
+    torch.testing.assert_close(out["latent"], z.clamp(0, 1), rtol=0, atol=1e-6)
+    torch.testing.assert_close(out["x_hat"], _decode(t, z.clamp(0, 1), 33, 36), rtol=0, atol=1e-6)
+    joint = JointModel()  # the joint model always clamps, on both sides
+    joint.encoder.load_state_dict({k.removeprefix("encoder."): v for k, v in t.items() if k.startswith("encoder.")})
+    torch.testing.assert_close(joint.encode(x), z.clamp(0, 1), rtol=0, atol=1e-6)
+
+
+@torch.no_grad()
+def test_box_init_decoder_adds_a_quarter_of_the_backward_differences():
+    """x̂ = z + ¼(z − z↑) + ¼(z − z←) copied into each latent pixel's 4×4 block, z↑ = z← = 0 beyond the edge."""
+    torch.manual_seed(3)
+    z = torch.rand(2, 1, 9, 11)
+    above = F.pad(z, (0, 0, 1, 0))[..., :-1, :]
+    left = F.pad(z, (1, 0, 0, 0))[..., :-1]
+    value = z + 0.25 * (z - above) + 0.25 * (z - left)
+    assert (value < 0).any() and (value > 1).any()  # the clip is exercised
+    expected = value.repeat_interleave(4, dim=-2).repeat_interleave(4, dim=-1).clamp(0, 1)
+    torch.testing.assert_close(AutoEncoder(init="box").decode(z), expected, rtol=0, atol=1e-6)
+
+
+def test_dead_channels_are_those_with_nothing_at_all():
+    """Dead: first-layer weights, bias and output weight all zero. A zero weight with a bias still outputs ELU(b), and
+    a zero first layer with an output weight still gets a gradient: both can train."""
+    from cxrtool.models.autoencoder import dead_channels
+
+    torch.manual_seed(4)
+    w1, b1, w2 = torch.randn(32, 1, 5, 5), torch.randn(32), torch.randn(1, 32, 1, 1)
+    w1[[3, 5, 7]] = 0
+    b1[[5, 7, 9]] = 0
+    w2[0, [7, 9, 3]] = 0
+    tensors = {"joint.0.weight": w1, "joint.0.bias": b1, "joint.2.weight": w2}
+    assert dead_channels(tensors, prefix="joint.") == [7]
+    assert dead_channels({f"encoder.{k[6:]}": v for k, v in tensors.items()}) == [7]  # the default prefix
+    for missing in tensors:  # not an autoencoder's encoder: nothing to say
+        assert dead_channels({k: v for k, v in tensors.items() if k != missing}, prefix="joint.") == []

@@ -2,12 +2,13 @@ import json
 from pathlib import Path
 from urllib.error import URLError
 
+import numpy as np
 import pytest
 import torch
 
 from cxrtool.data.labels import LABELS
 from cxrtool.errors import InputError
-from cxrtool.models.autoencoder import AutoEncoder
+from cxrtool.models.autoencoder import AutoEncoder, pad_to_multiple
 from cxrtool.models.checkpoints import (
     KINDS,
     encoder_identity,
@@ -41,6 +42,19 @@ def test_side_not_multiple_of_four_round_trips_through_edge_padding():
     assert float(x_hat.min()) >= 0.0 and float(x_hat.max()) <= 1.0
 
 
+def test_an_unbatched_image_is_edge_padded_and_reconstructed_like_a_batch_of_one():
+    """Only the last two axes are height and width: a (1, H, W) image, as torch's Conv2d accepts it."""
+    x = torch.rand(1, 10, 13, generator=torch.Generator().manual_seed(0))
+    expected = np.pad(x.numpy(), ((0, 0), (0, 2), (0, 3)), mode="edge")  # to 12 x 16, bottom and right
+    np.testing.assert_array_equal(pad_to_multiple(x).numpy(), expected)
+    torch.manual_seed(0)
+    model = AutoEncoder(init="random")
+    with torch.no_grad():
+        single, batch = model(x)["x_hat"], model(x[None])["x_hat"][0]
+    assert single.shape == x.shape
+    torch.testing.assert_close(single, batch, rtol=0, atol=1e-6)
+
+
 def test_box_init_reconstructs_smooth_images_well():
     yy, xx = torch.meshgrid(torch.linspace(0, 1, 128), torch.linspace(0, 1, 128), indexing="ij")
     x = (0.3 + 0.4 * torch.sin(3 * xx) * torch.cos(2 * yy))[None, None]
@@ -61,6 +75,8 @@ def test_too_small_crop_is_refused_with_the_minimum():
     check_input_size(29, flag="--crop")
     with pytest.raises(InputError, match="at least 29"):
         check_input_size(28, flag="--crop")
+    with pytest.raises(InputError, match="--crop 10 is too small: DenseNet121 needs a crop of at least 29 px"):
+        check_input_size(10, flag="--crop")
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -1,4 +1,5 @@
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -69,6 +70,7 @@ def test_one_label_gives_0d_results():
     assert boot["mean_auc"] == pytest.approx(float(boot["auc"]))
     test = delong_test(y[:, 0], s[:, 0], s[:, 1])
     assert test["z"].shape == () and test["mean_z"] == pytest.approx(float(test["z"]))
+    assert test["auc_a"].shape == test["auc_b"].shape == test["p"].shape == ()
     assert youden(y[:, 0], s[:, 0])["threshold"].shape == () and average_precision(y[:, 0], s[:, 0]).shape == ()
 
 
@@ -298,3 +300,123 @@ def test_holm_matches_brute_force():
     for _ in range(30):
         p = list(np.round(rng.random(rng.integers(1, 9)) ** 3, 2))  # ties and near-zero values
         np.testing.assert_allclose(holm(p), brute_force_holm(p), rtol=0, atol=1e-15)
+
+
+# Edges: bad weights and p-values, tiny classes, no labels, and no numpy warnings on the documented NaN cases
+
+
+def test_weighted_auc_refuses_bad_weights():
+    y, s = tied_data(n=20)
+    assert weighted_auc(y, s, np.ones((2, 20))).shape == (2, 5)
+    negative = np.where(np.arange(20) == 3, -1.0, 1.0)[None]
+    for bad in (np.ones(20), np.ones((2, 19)), negative, np.full((1, 20), np.inf)):
+        with pytest.raises(InputError, match="weights"):
+            weighted_auc(y, s, bad)
+
+
+def test_holm_refuses_p_values_outside_0_1_and_computes_in_float64():
+    for bad in ([0.5, 1.5], [-0.01, 0.2]):
+        with pytest.raises(InputError, match=r"\[0, 1\]"):
+            holm(bad)
+    np.testing.assert_array_equal(holm([1.0, 0.0]), [1.0, 0.0])  # the bounds are p-values
+    p32 = np.array([0.013, 0.031, 0.027], dtype=np.float32)
+    np.testing.assert_array_equal(holm(p32), brute_force_holm([float(v) for v in p32]))
+
+
+def test_delong_tiny_classes_and_missing_ones_warn_nothing():
+    rng = np.random.default_rng(4)
+    n = 30
+    y = np.zeros((n, 4), dtype=np.int8)
+    y[:2, 0] = 1  # two positives: the smallest class with a variance term
+    y[1:, 1] = 1  # one negative: its AUC is defined, its variance term is not
+    y[:, 2] = 1  # no negatives: no AUC, left out
+    y[2:, 3] = 1  # two negatives
+    a, b = rng.random((n, 4)), rng.random((n, 4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a label without both classes is NaN, not a RuntimeWarning
+        got = delong_test(y, a, b)
+        same = delong_test(y, a, a)
+        nothing = delong_test(y[:, 2], a[:, 2], b[:, 2])
+        blank = delong_test(np.array([1, 0]), np.array([0.9, 0.1]), np.array([0.1, 0.9]))
+    for j in (0, 3):
+        z, p = slow_delong(y[:, j], a[:, j], b[:, j])
+        assert got["z"][j] == pytest.approx(z, abs=1e-10) and got["p"][j] == pytest.approx(p, abs=1e-10)
+    assert (same["z"][[0, 1, 3]] == 0).all() and same["mean_p"] == 1.0
+    for j in (0, 1, 3):
+        assert got["auc_a"][j] == pytest.approx(roc_auc_score(y[:, j], a[:, j]), abs=1e-12)
+        assert got["auc_b"][j] == pytest.approx(roc_auc_score(y[:, j], b[:, j]), abs=1e-12)
+    assert np.isfinite(got["z"][1]) and np.isnan(got["z"][2]) and got["n_labels"] == 3
+    assert nothing["n_labels"] == 0
+    assert all(math.isnan(nothing[key]) for key in ("mean_auc_a", "mean_auc_b", "mean_z", "mean_p"))
+    # AUC 1 against 0 with one image per class: no variance to test with, so no z and no p rather than 0 or inf
+    assert float(blank["auc_a"]) == 1.0 and float(blank["auc_b"]) == 0.0
+    assert np.isnan(blank["z"]) and np.isnan(blank["p"]) and math.isnan(blank["mean_p"])
+
+
+def test_delong_with_no_labels_gives_empty_results():
+    empty = np.zeros((4, 0))
+    got = delong_test(empty, empty, empty)
+    assert got["z"].shape == got["p"].shape == (0,) and got["n_labels"] == 0 and math.isnan(got["mean_z"])
+
+
+def test_weighted_auc_large_integer_weights_do_not_overflow():
+    """Counts whose products pass int32 (here 6·20000² > 2³¹) are summed in float64."""
+    y, s = np.array([1, 0, 0, 0]), np.array([0.9, 0.1, 0.2, 0.3])
+    assert weighted_auc(y, s, np.full((1, 4), 20_000))[0, 0] == 1.0
+
+
+def test_ap_and_youden_with_one_image_classes_and_missing_classes():
+    rng = np.random.default_rng(8)
+    n = 40
+    y = np.zeros((n, 4), dtype=np.int8)
+    y[5, 0] = 1  # one positive
+    y[:, 1] = 1
+    y[7, 1] = 0  # one negative
+    y[:, 3] = 1  # no negatives; column 2 has no positives
+    s = np.round(rng.random((n, 4)), 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a missing class is NaN, not a RuntimeWarning
+        ap, yj, auc = average_precision(y, s), youden(y, s), roc_auc(y, s)
+    assert np.isnan(auc[2]) and np.isnan(auc[3])
+    for j in (0, 1):
+        assert auc[j] == pytest.approx(roc_auc_score(y[:, j], s[:, j]), abs=1e-12)
+        assert ap[j] == pytest.approx(average_precision_score(y[:, j], s[:, j]), abs=1e-12)
+        threshold, sensitivity, specificity = sk_youden(y[:, j], s[:, j])
+        assert yj["threshold"][j] == threshold
+        assert yj["sensitivity"][j] == pytest.approx(sensitivity, abs=1e-12)
+        assert yj["specificity"][j] == pytest.approx(specificity, abs=1e-12)
+        assert yj["j"][j] == pytest.approx(sensitivity + specificity - 1, abs=1e-12)
+    assert np.isnan(ap[2]) and ap[3] == 1.0
+    for key in ("threshold", "sensitivity", "specificity", "j"):
+        assert np.isnan(yj[key][2]) and np.isnan(yj[key][3]), key
+
+
+def test_bootstrap_defaults_bounds_and_no_usable_label():
+    y, s = tied_data(n=40, seed=9)
+    default = bootstrap_auc(y, s)  # 2000 resamples of seed 0
+    np.testing.assert_array_equal(default["replicates"], bootstrap_auc(y, s, n_boot=2000, seed=0)["replicates"])
+    assert bootstrap_auc(y, s, n_boot=1)["replicates"].shape == (1, 5)
+    for alpha in (0.0, 1.0, 1.5):
+        with pytest.raises(InputError, match="alpha"):
+            bootstrap_auc(y, s, n_boot=5, alpha=alpha)
+    one = bootstrap_auc(y[:, 0], s[:, 0], n_boot=5)
+    assert one["ci_low"].shape == one["ci_high"].shape == one["auc"].shape == ()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        none = bootstrap_auc(np.zeros_like(y), s, n_boot=5)  # no label has both classes
+    assert none["n_labels"] == 0 and none["mean_skipped"] == 5
+    assert all(math.isnan(none[key]) for key in ("mean_auc", "mean_ci_low", "mean_ci_high"))
+
+
+def test_input_shapes_one_image_and_boolean_scores():
+    with pytest.raises(InputError, match="same shape"):
+        roc_auc(np.array([], dtype=int), np.array([]))  # no images
+    with pytest.raises(InputError, match="same shape"):
+        roc_auc(np.ones((3, 2, 2), dtype=int), np.ones((3, 2, 2)))  # not (images[, labels])
+    assert np.isnan(roc_auc(np.array([1]), np.array([0.5])))  # one image: defined input, no AUC
+    y, s = tied_data(n=60, seed=10)
+    hard = s > 0.5  # hard predictions are scores too
+    np.testing.assert_allclose(roc_auc(y, hard), sk_columns(roc_auc_score, y, hard), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(
+        average_precision(y, hard), sk_columns(average_precision_score, y, hard), rtol=0, atol=1e-12
+    )

@@ -6,6 +6,7 @@ paper's/authors' schedules by hand (across a resume), and what each rank of a mu
 import math
 import os
 import signal
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -373,3 +374,288 @@ def test_resume_of_another_kind_names_the_right_command(synth_small, synth_split
     train("autoencoder", _tiny_ae(synth_splits, synth_small, epochs=1), tmp_path / "ae")
     with pytest.raises(InputError, match="is an autoencoder run; continue it with `cxrtool train-ae --resume"):
         merge_resume(tmp_path / "ae", {}, "classifier")
+
+
+# ---- stage 1 validation ------------------------------------------------------------------------------------------
+
+
+class _Fixed(torch.nn.Module):
+    """Returns the same given logits whatever the batch."""
+
+    def __init__(self, logits: torch.Tensor) -> None:
+        super().__init__()
+        self.logits = logits
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"logits": self.logits}
+
+
+def test_classifier_validation_is_per_image_bce_and_sklearns_auc_by_index():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(3)
+    n = 40
+    targets = (rng.random((n, 14)) < 0.3).astype(np.float32)
+    targets[:, 5] = 0  # a label without positives: no AUC, and left out of the mean
+    logits = torch.from_numpy(rng.normal(size=(n, 14)).astype(np.float32) + 1.5 * targets)
+    task = ClassifierTask(LABELS, targets, fmix=None, seed=0)
+    assert task.train_columns() == []
+    assert task.val_columns() == [f"val_auc_{label}" for label in LABELS] + ["val_auc_mean"]
+    out = task.val_step(_Fixed(logits), {"image": torch.zeros(n, 1, 4, 4), "target": torch.from_numpy(targets)})
+    per_image = [float(_bce(logits[i], torch.from_numpy(targets[i]))) for i in range(n)]
+    probs = 1 / (1 + np.exp(-logits.double().numpy()))
+    np.testing.assert_allclose(out["loss"].numpy(), per_image, rtol=1e-5)
+    np.testing.assert_allclose(out["probs"].numpy(), probs, rtol=1e-6)
+    order = rng.permutation(n)  # gathered outputs arrive in any order, with each row's dataset index
+    metrics = task.metrics({key: value.numpy()[order] for key, value in out.items()}, order)
+    assert metrics["val_loss"] == pytest.approx(np.mean(per_image), rel=1e-5)
+    aucs = []
+    for j, label in enumerate(LABELS):
+        if j == 5:
+            assert math.isnan(metrics[f"val_auc_{label}"])
+            continue
+        aucs.append(roc_auc_score(targets[:, j], probs[:, j]))
+        assert metrics[f"val_auc_{label}"] == pytest.approx(aucs[-1], abs=1e-6)
+    assert metrics["val_auc_mean"] == pytest.approx(np.mean(aucs), abs=1e-6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no label with both classes: NaN, without a "mean of empty slice" warning
+        none = tasks.auc_metrics(LABELS[:2], np.zeros((5, 2)), rng.random((5, 2)))
+    assert list(none) == [f"val_auc_{LABELS[0]}", f"val_auc_{LABELS[1]}", "val_auc_mean"]
+    assert all(math.isnan(v) for v in none.values())
+
+
+class _FixedRecorder(_Fixed):
+    def __init__(self, logits: torch.Tensor) -> None:
+        super().__init__(logits)
+        self.seen: list[torch.Tensor] = []
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        self.seen.append(x.clone())
+        return super().forward(x)
+
+
+def test_fmix_step_uses_the_tasks_settings_and_mixes_the_loss():
+    from cxrtool.data.fmix import batch_rng, fmix_batch
+
+    torch.manual_seed(5)
+    x, y = torch.rand(6, 1, 32, 32), (torch.rand(6, 14) < 0.5).float()
+    logits = torch.randn(6, 14)
+    settings = FMixSettings(alpha=4.0, decay=5.0, mask="reference")  # none of them the defaults
+    model = _FixedRecorder(logits)
+    parts = ClassifierTask(LABELS, None, fmix=settings, seed=3).train_step(  # the default rank is 0
+        model, {"image": x, "target": y}, epoch=2, step=5
+    )
+    mixed, own, partner, lam = fmix_batch(x, y, batch_rng(3, 2, 5, rank=0), alpha=4.0, decay=5.0, mode="reference")
+    assert torch.equal(model.seen[0], mixed)
+    for one_default in (
+        {"decay": 5.0, "mode": "reference"},
+        {"alpha": 4.0, "mode": "reference"},
+        {"alpha": 4.0, "decay": 5.0},
+    ):
+        assert not torch.equal(mixed, fmix_batch(x, y, batch_rng(3, 2, 5, rank=0), **one_default).images)
+    expected = lam * _bce(logits, own) + (1 - lam) * _bce(logits, partner)
+    assert 0 < lam < 1 and parts["loss"].item() == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_autoencoder_validation_is_per_patch_set_and_its_columns():
+    torch.manual_seed(6)
+    model = AutoEncoder(init="random")
+    x = torch.rand(2, 3, 1, 16, 16)  # 2 images x 3 patches
+    task = AutoencoderTask()
+    assert task.train_columns() == ["train_mse"] and task.val_columns() == ["val_mse", "val_psnr"]
+    with torch.no_grad():
+        x_hat = model(x.flatten(0, 1))["x_hat"].view_as(x)
+        val = task.val_step(model, {"image": x})
+    mse = ((x_hat - x) ** 2).flatten(1).mean(dim=1)  # one value per image, over its 3 patches
+    se8 = ((torch.round(x_hat * 255) - torch.round(x * 255)) ** 2).flatten(1).mean(dim=1)
+    assert val["mse"].shape == val["loss"].shape == val["se8"].shape == (2,)
+    torch.testing.assert_close(val["mse"], mse, rtol=1e-5, atol=0)
+    torch.testing.assert_close(val["loss"], mse, rtol=1e-5, atol=0)
+    torch.testing.assert_close(val["se8"], se8, rtol=1e-5, atol=0)
+    parts = task.train_step(model, {"image": x.flatten(0, 1)}, epoch=1, step=0)
+    assert parts["mse"].item() == pytest.approx(float(mse.mean()), rel=1e-5)
+
+
+def test_psnr_of_a_perfect_and_of_a_nearly_perfect_reconstruction():
+    task = AutoencoderTask()
+    perfect = task.metrics({"mse": np.zeros(2), "se8": np.zeros(2)}, np.arange(2))
+    assert perfect["val_psnr"] == math.inf and perfect["val_mse"] == 0.0
+    near = task.metrics({"mse": np.full(2, 1e-6), "se8": np.array([0.5, 1.0])}, np.arange(2))
+    assert near["val_psnr"] == pytest.approx(10 * math.log10(255**2 / 0.75), rel=1e-12)
+
+
+# ---- the loop's batching and what a resume carries ---------------------------------------------------------------
+
+
+def test_steps_split_patch_batches_by_patch_and_skip_the_done_ones():
+    from cxrtool.training.loop import _steps
+
+    patches = [{"image": torch.arange(b * 10, b * 10 + 6.0).view(2, 3, 1, 1, 1), "index": torch.tensor([b, b])}
+               for b in range(2)]  # fmt: skip
+    got = list(_steps(patches, 3, 0))
+    assert len(got) == 6
+    for k, batch in enumerate(got):  # loader batch k // 3, every image's (k % 3)-th patch
+        b, j = divmod(k, 3)
+        assert torch.equal(batch["image"], patches[b]["image"][:, j]) and batch["image"].shape == (2, 1, 1, 1)
+        assert torch.equal(batch["index"], patches[b]["index"])
+    assert [float(s["image"][0]) for s in _steps(patches, 3, 4)] == [11.0, 12.0]  # the last 2 of 6
+    plain = [{"image": torch.full((2, 1, 1, 1), float(b))} for b in range(4)]
+    assert [float(s["image"][0]) for s in _steps(plain, 1, 0)] == [0.0, 1.0, 2.0, 3.0]
+    assert [float(s["image"][0]) for s in _steps(plain, 1, 3)] == [3.0]
+
+
+def test_resume_state_records_the_optimizer_schedule_and_data_order(synth_small, synth_splits, tmp_path):
+    import json
+
+    options = _tiny_ae(synth_splits, synth_small, lr=2e-4, weight_decay=3e-5, patience=2, factor=0.3, epochs=1)
+    train("autoencoder", options, tmp_path / "run")
+    state = json.loads((tmp_path / "run" / "resume.json").read_text())
+    group = state["param_groups"][0]
+    assert (group["lr"], group["weight_decay"]) == (2e-4, 3e-5)
+    plateau = state["plateau"]
+    assert (plateau["mode"], plateau["factor"], plateau["patience"]) == ("min", 0.3, 2)
+    assert plateau["best"] == pytest.approx(state["progress"]["best_loss"])  # it stepped on the validation loss
+    assert state["data_order"] == {"seed": 0, "epoch": 2, "batches_done": 0}
+    assert state["progress"]["epoch"] == 2 and state["scaler"] is None
+    step = _tiny_ae(synth_splits, synth_small, schedule="step", epochs=1)
+    train("autoencoder", step, tmp_path / "step")
+    assert json.loads((tmp_path / "step" / "resume.json").read_text())["plateau"] is None
+
+
+def test_joint_validation_parts_columns_and_metrics_by_index():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(7)
+    torch.manual_seed(7)
+    n = 30
+    x = torch.rand(n, 1, 8, 8)
+    x_hat = torch.rand(n, 1, 8, 8)
+    targets = (rng.random((n, 14)) < 0.4).astype(np.float32)
+    logits = torch.from_numpy(rng.normal(size=(n, 14)).astype(np.float32) + targets)
+
+    class Outputs(torch.nn.Module):
+        def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+            return {"logits": logits, "x_hat": x_hat}
+
+    task = JointTask(LABELS, targets, lam=0.8)
+    assert task.train_columns() == ["train_bce", "train_mse"]
+    assert task.val_columns() == [f"val_auc_{label}" for label in LABELS] + ["val_auc_mean", "val_bce", "val_mse"]
+    out = task.val_step(Outputs(), {"image": x, "target": torch.from_numpy(targets)})
+    bce = np.array([float(_bce(logits[i], torch.from_numpy(targets[i]))) for i in range(n)])
+    mse = ((x_hat - x) ** 2).flatten(1).mean(dim=1).numpy()
+    np.testing.assert_allclose(out["bce"].numpy(), bce, rtol=1e-5)
+    np.testing.assert_allclose(out["mse"].numpy(), mse, rtol=1e-5)
+    np.testing.assert_allclose(out["loss"].numpy(), 0.8 * bce + 0.2 * mse, rtol=1e-5)
+    order = rng.permutation(n)
+    metrics = task.metrics({key: value.numpy()[order] for key, value in out.items()}, order)
+    assert metrics["val_bce"] == pytest.approx(bce.mean(), rel=1e-5)
+    assert metrics["val_mse"] == pytest.approx(mse.mean(), rel=1e-5)
+    assert metrics["val_loss"] == pytest.approx(0.8 * bce.mean() + 0.2 * mse.mean(), rel=1e-5)
+    probs = 1 / (1 + np.exp(-logits.double().numpy()))
+    aucs = [roc_auc_score(targets[:, j], probs[:, j]) for j in range(14)]
+    assert [metrics[f"val_auc_{label}"] for label in LABELS] == pytest.approx(aucs, abs=1e-6)
+    assert metrics["val_auc_mean"] == pytest.approx(np.mean(aucs), abs=1e-6)
+
+
+def test_training_order_is_shuffled_the_last_partial_batch_dropped_and_history_has_the_spec_columns(
+    synth_small, synth_splits, tmp_path, monkeypatch
+):
+    trained: list[list[int]] = []
+    validated: list[int] = []
+    train_step, metrics = tasks.AutoencoderTask.train_step, tasks.AutoencoderTask.metrics
+
+    parts: list[tuple[float, float, int]] = []
+
+    def record_train(self, model, batch, *, epoch, step):
+        trained.append(batch["index"].tolist())
+        out = train_step(self, model, batch, epoch=epoch, step=step)
+        parts.append((float(out["loss"].detach()), float(out["mse"].detach()), len(batch["index"])))
+        return out
+
+    def record_metrics(self, outputs, index):
+        validated.append(len(index))
+        return metrics(self, outputs, index)
+
+    monkeypatch.setattr(tasks.AutoencoderTask, "train_step", record_train)
+    monkeypatch.setattr(tasks.AutoencoderTask, "metrics", record_metrics)
+    options = _tiny_ae(synth_splits, synth_small, limit_train=5, limit_val=3, epochs=1)  # batches of 2
+    train("autoencoder", options, tmp_path / "run")
+    assert len(trained) == 2 and all(len(b) == 2 for b in trained)  # 5 images: the fifth is dropped, not a batch
+    order = [i for b in trained for i in b]
+    assert len(set(order)) == 4 and order != sorted(order)  # shuffled
+    assert validated == [3]  # validation keeps its last, partial batch
+    history = pd.read_csv(tmp_path / "run" / "history.csv")
+    head = ["epoch", "lr", "seconds", "images_per_s", "train_loss", "val_loss"]  # SPEC §5, then the stage's
+    assert list(history.columns) == [*head, "train_mse", "val_mse", "val_psnr"]
+    n = sum(k for _, _, k in parts)  # the epoch's means over its training samples
+    assert history["train_loss"][0] == pytest.approx(sum(loss * k for loss, _, k in parts) / n, rel=1e-5)
+    assert history["train_mse"][0] == pytest.approx(sum(mse * k for _, mse, k in parts) / n, rel=1e-5)
+
+
+def test_a_resume_in_the_middle_of_an_epoch_of_whole_images(synth_small, synth_splits, tmp_path):
+    options = _tiny_ae(synth_splits, synth_small, limit_train=8, epochs=1)  # 4 steps of 2 single-patch items
+
+    def interrupt(progress) -> None:
+        if progress.global_step == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    train("autoencoder", options, tmp_path / "one-go")
+    with pytest.raises(Interrupted):
+        train("autoencoder", options, tmp_path / "cut", step_hook=interrupt)
+    train("autoencoder", merge_resume(tmp_path / "cut", {}), tmp_path / "cut", resume=True)
+    a, b = (load_file(str(tmp_path / d / "last.safetensors")) for d in ("one-go", "cut"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize(
+    ("kind", "keep", "script"),
+    [
+        ("autoencoder", "loss", [(1.0, math.nan), (1.0, math.nan)]),
+        ("classifier", "auc", [(1.0, 0.7), (0.5, 0.7), (0.4, math.nan)]),
+    ],
+)
+def test_keep_needs_a_strict_improvement(synth_small, synth_splits, tmp_path, monkeypatch, kind, keep, script):
+    """A tie (or a NaN AUC) is not an improvement: the first epoch with the best value stays the kept model."""
+    import json
+
+    from cxrtool.models.checkpoints import read_info
+
+    values = iter(script)
+    task = tasks.AutoencoderTask if kind == "autoencoder" else tasks.ClassifierTask
+    original = task.metrics
+
+    def scripted(self, outputs, index):
+        loss, auc = next(values)
+        return {**original(self, outputs, index), "val_loss": loss, "val_auc_mean": auc}
+
+    monkeypatch.setattr(task, "metrics", scripted)
+    if kind == "autoencoder":
+        options = _tiny_ae(synth_splits, synth_small, epochs=len(script))
+    else:
+        options = classifier_options(synth_splits, synth_small, batch_size=2, limit_train=2, limit_val=2)
+    train(kind, {**options, "keep": keep, "epochs": len(script)}, tmp_path / "run")
+    assert read_info(tmp_path / "run" / "model.safetensors").config["epoch"] == 1
+    assert json.loads((tmp_path / "run" / "resume.json").read_text())["progress"]["best_epoch"] == 1
+
+
+def test_history_means_over_one_training_sample_and_over_none(synth_small, synth_splits, tmp_path):
+    """train_* columns are sums over the epoch's samples divided by their count: NaN when no step was made
+    (--max-steps 0 validates the starting weights only)."""
+    parts: list[float] = []
+    original = tasks.AutoencoderTask.train_step
+
+    def record(self, model, batch, *, epoch, step):
+        out = original(self, model, batch, epoch=epoch, step=step)
+        parts.append(float(out["mse"].detach()))
+        return out
+
+    one = _tiny_ae(synth_splits, synth_small, batch_size=1, limit_train=1, epochs=1)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tasks.AutoencoderTask, "train_step", record)
+        train("autoencoder", one, tmp_path / "one")
+    row = pd.read_csv(tmp_path / "one" / "history.csv").iloc[0]
+    assert len(parts) == 1 and row["train_loss"] == pytest.approx(parts[0], rel=1e-5)
+    assert row["train_mse"] == pytest.approx(parts[0], rel=1e-5)
+    train("autoencoder", {**one, "max_steps": 0}, tmp_path / "none")
+    row = pd.read_csv(tmp_path / "none" / "history.csv").iloc[0]
+    assert math.isnan(row["train_loss"]) and math.isnan(row["train_mse"]) and math.isfinite(row["val_loss"])
