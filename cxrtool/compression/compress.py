@@ -125,7 +125,7 @@ def refuse_inside(in_dir: Path, out: Path) -> None:
         raise InputError(f"OUT_DIR {out} is inside IN_DIR {in_dir}; choose a folder outside the images")
 
 
-def prepare_out_dir(
+def open_store_dir(
     in_dir: Path, out: Path, settings: dict[str, Any], part: tuple[int, int], *, overwrite: bool
 ) -> None:
     """Refuse a foreign folder or a store of other settings; --overwrite starts afresh."""
@@ -390,7 +390,7 @@ def compress_folder(
     settings: dict[str, Any] = {"encoder_sha256": codec.identity, "dtype": options.format.name, "size": options.size}
     settings["shard_size"] = options.shard_size
     settings.update(dicom_header=options.keep_dicom_header, dicom_uids=options.dicom_uids)
-    prepare_out_dir(in_dir, out, settings, options.part, overwrite=options.overwrite)
+    open_store_dir(in_dir, out, settings, options.part, overwrite=options.overwrite)
     fields = _fields(in_dir, out, plan, codec, options)
     done = done_shards(out, plan, settings)
     infos, todo = dict(done), [k for k in plan.assigned if k not in done]

@@ -48,7 +48,7 @@ def check_parts(parts: Sequence[Path]) -> list[dict[str, Any]]:
     return summaries
 
 
-def _prepare_out(parts: Sequence[Path], out: Path, *, overwrite: bool) -> None:
+def _open_merged_dir(parts: Sequence[Path], out: Path, *, overwrite: bool) -> None:
     dst = out.resolve()
     if any(dst == p.resolve() for p in parts):
         raise InputError(f"--out {out} is one of the parts; merge into a new folder")
@@ -104,7 +104,7 @@ def merge_parts(
     settings = {k: fmt.setting(first, k) for k in fmt.SETTINGS}
     # Every part checked whole before --out is touched: a refused merge leaves it as it was.
     paths = [path for part, summary in zip(parts, summaries) for path in _part_shards(part, summary, settings)]
-    _prepare_out(parts, out, overwrite=overwrite)
+    _open_merged_dir(parts, out, overwrite=overwrite)
     infos = sorted(_copy_shards(paths, out), key=lambda i: i.index)
     expected = sum(int(s["shards_expected"]) for s in summaries)
     write.write_tables(out, infos, first["dtype"], uids=settings["dicom_uids"])
