@@ -186,6 +186,21 @@ def test_unreadable_files_are_skipped_in_place_and_listed(classifier_file, tmp_p
     assert quiet == errors
 
 
+@pytest.mark.parametrize("tta", ["none", "tencrop"])
+def test_batches_of_several_images_give_each_image_its_own_row(classifier_file, tmp_path, tta):
+    """Three images, two per forward (20 views with ten-crop), match one image per forward row for row."""
+    rng = np.random.default_rng(7)
+    paths = []
+    for name in "abc":
+        paths.append(tmp_path / f"{name}.png")
+        Image.fromarray(rng.integers(0, 256, (48, 48), dtype=np.uint8)).save(paths[-1])
+    predictor = load_predictor(classifier_file, torch.device("cpu"))
+    got = predict_paths(predictor, paths, tta=tta, batch_size=2 if tta == "none" else 20)
+    alone = np.concatenate([predict_paths(predictor, [path], tta=tta, batch_size=1) for path in paths])
+    np.testing.assert_allclose(got, alone, rtol=0, atol=1e-6)
+    assert np.abs(got[0] - got[1]).max() > 1e-6  # the rows are the images', not one image's repeated
+
+
 def test_tencrop_base_is_the_training_pre_crop_size():
     """A classifier's --resize; 8/7 of the crop for a joint model (1024 to 896), rounded to the nearest pixel."""
     from cxrtool.evaluation.inference import Predictor

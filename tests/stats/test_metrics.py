@@ -238,6 +238,24 @@ def test_delong_matches_slow_reference():
     assert one["mean_z"] == pytest.approx(float(one["z"][0]), abs=1e-12)
 
 
+def test_delong_influences_of_one_model_sum_to_its_textbook_variance():
+    """Var(AUC) = S10 / m + S01 / n (DeLong 1988) from the structural components, with ties and a one-image class.
+
+    delong_test reads only differences of two models' influences; this pins each model's own, as documented."""
+    y, a, _ = two_models(n=90, seed=3, gap=0.0)
+    y[1:, 2], y[0, 2] = 0, 1  # one positive: no S10 term, its V10 spread is undefined
+    auc, infl = metrics._delong_influence(y.astype(bool), a)
+    for k in range(3):
+        v, pos = slow_placements(y[:, k], a[:, k]), y[:, k] == 1
+        m, n = pos.sum(), (~pos).sum()
+        s10 = np.var(v[pos], ddof=1) / m if m > 1 else 0.0
+        s01 = np.var(v[~pos], ddof=1) / n
+        assert auc[k] == pytest.approx(roc_auc_score(y[:, k], a[:, k]), abs=1e-12)
+        assert (infl[:, k] ** 2).sum() == pytest.approx(s10 + s01, rel=1e-10)
+        assert infl[pos, k].sum() == pytest.approx(0.0, abs=1e-12)  # each class's V centred on the AUC
+        assert infl[~pos, k].sum() == pytest.approx(0.0, abs=1e-12)
+
+
 def test_delong_null_and_clear_difference():
     y, a, b = two_models(n=600, seed=1, gap=0.0)
     assert (delong_test(y, a, b)["p"] > 0.3).all() and delong_test(y, a, b)["mean_p"] > 0.3
