@@ -201,6 +201,36 @@ def test_batches_of_several_images_give_each_image_its_own_row(classifier_file, 
     assert np.abs(got[0] - got[1]).max() > 1e-6  # the rows are the images', not one image's repeated
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_prediction_workers_leave_signals_to_the_main_process(classifier_file, tmp_path, monkeypatch, workers):
+    """Every loader worker ignores SIGINT and SIGTERM (the main process stops them in order on Ctrl-C), whatever
+    their count: each records, from inside the worker, how its signals are handled."""
+    import os
+    import signal
+
+    import cxrtool.evaluation.inference as inference
+    from cxrtool.data.datasets import ImageDataset
+
+    marks = tmp_path / "marks"
+    marks.mkdir()
+
+    class Recording(ImageDataset):
+        def __getitem__(self, index):
+            handled = [signal.getsignal(s) is signal.SIG_IGN for s in (signal.SIGINT, signal.SIGTERM)]
+            (marks / f"{os.getpid()}-{index}").write_text(str(all(handled)))
+            return super().__getitem__(index)
+
+    monkeypatch.setattr(inference, "ImageDataset", Recording)
+    paths = []
+    for name in "abcd":
+        paths.append(tmp_path / f"{name}.png")
+        Image.fromarray(np.full((40, 40), 100, np.uint8)).save(paths[-1])
+    predict_paths(load_predictor(classifier_file, torch.device("cpu")), paths, batch_size=1, workers=workers)
+    written = {p.name.split("-")[0]: p.read_text() for p in marks.iterdir()}
+    assert len(list(marks.iterdir())) == 4 and str(os.getpid()) not in written  # read in the workers only
+    assert set(written.values()) == {"True"}
+
+
 def test_tencrop_base_is_the_training_pre_crop_size():
     """A classifier's --resize; 8/7 of the crop for a joint model (1024 to 896), rounded to the nearest pixel."""
     from cxrtool.evaluation.inference import Predictor
