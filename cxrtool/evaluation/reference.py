@@ -1,6 +1,7 @@
-"""Table 1's published test AUCs (SPEC §4), shipped inside the package as `cxrtool/resources/table1.csv`.
+"""Table 1's published test AUCs, shipped inside the package as `cxrtool/resources/table1.csv`: the paper's D121
+and AECNN columns and the reproduction report's D121, AECNN and FMix columns.
 
-The file is a byte copy of `../shared/reference/table1.csv`: one row per label, spelled as the metadata spells it
+The file holds one row per label, spelled as the metadata spells it
 (`Pleural_Thickening`), then `Mean`. The Mean row is printed as published, never recomputed: the paper's AECNN column
 averages to 0.8233 over its 14 values, yet the paper published 0.8226.
 """
