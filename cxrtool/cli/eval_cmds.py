@@ -11,7 +11,7 @@ import typer
 from cxrtool import layouts
 from cxrtool.cli.app import command
 from cxrtool.cli.config_options import options_from
-from cxrtool.cli.options import Overwrite, use_dicom_window
+from cxrtool.cli.options import Overwrite
 from cxrtool.cli.output import emit_frame, log, progress
 from cxrtool.config.evaluation import EvaluationConfig, InferenceConfig, ViewsConfig
 from cxrtool.errors import InputError, PartialSuccess
@@ -45,7 +45,6 @@ def evaluate_cmd(
     """
     from cxrtool.evaluation.evaluate import evaluate_images, evaluate_latents
 
-    use_dicom_window(run.dicom_window)
     if (images is None) == (latents is None):
         raise InputError("give exactly one of --images DIR and --latents STORE")
     if latents is not None and views.tta != "none":
@@ -92,7 +91,6 @@ def predict_cmd(
     from cxrtool.artifacts import ensure_new, write_csv
     from cxrtool.evaluation.predict import ERROR_COLUMNS, predict_files
 
-    use_dicom_window(run.dicom_window)
     errors_csv = out.parent / layouts.ERRORS
     if errors_csv == out:
         raise InputError(f"--out {out}: {layouts.ERRORS} is where skipped images are listed; name the output otherwise")

@@ -394,7 +394,7 @@ def compress_folder(
     fields = _fields(in_dir, out, plan, codec, options)
     done = done_shards(out, plan, settings)
     infos, todo = dict(done), [k for k in plan.assigned if k not in done]
-    finished = None if todo else _finished_summary(out, settings, fields)
+    finished = None if todo else _finished_summary(out, fields)
     if finished is not None:  # a rerun of a complete store keeps its summary (and timings); tables rebuilt alike
         write.write_tables(out, [infos[k] for k in sorted(infos)], settings["dtype"])
         errors = [e for k in sorted(infos) for e in infos[k].errors]
@@ -435,15 +435,15 @@ def compress_folder(
     return CompressReport(out, summary, errors, len(done), len(todo))
 
 
-def _finished_summary(out: Path, settings: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any] | None:
-    """The summary of a store this very run would only rewrite: complete, with these settings and this listing."""
+def _finished_summary(out: Path, fields: dict[str, Any]) -> dict[str, Any] | None:
+    """The summary of a store this very run would only rewrite: complete, of this listing (its settings are this
+    run's: `open_store_dir` refused the store otherwise)."""
     try:
         summary = fmt.read_summary(out, flag="OUT_DIR")
     except (InputError, OSError, ValueError):
         return None
-    same = all(summary.get(k) == v for k, v in settings.items())
     keys = ("listing_sha256", "shards_expected", "entropy", "latent_clamp")
-    return summary if summary.get("complete") and same and all(summary.get(k) == fields[k] for k in keys) else None
+    return summary if summary.get("complete") and all(summary.get(k) == fields[k] for k in keys) else None
 
 
 def _fields(in_dir: Path, out: Path, plan: Plan, codec: LatentCodec, options: CompressOptions) -> dict[str, Any]:
